@@ -1,0 +1,163 @@
+"""The interface every model family implements, and what it shares.
+
+An adapter knows how to load its model, which sites it has, how its sampler stacks the
+guidance passes, how to encode prompts and how to generate audio. The hook machinery
+(:class:`~tada.engine.HookEngine`) is shared: an adapter only names its denoiser, its
+scheduler's timesteps and its guidance layout.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+from ..context import GuidanceLayout
+from ..engine import HookEngine, Site
+from ..errors import SiteError, TadaError
+
+
+@dataclass
+class GeneratedAudio:
+    """A batch of clips: ``samples`` is ``(clips, channels, frames)`` float32."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[-1] / self.sample_rate
+
+    def save(self, path: str | Path, index: int = 0) -> Path:
+        """Write one clip as 32-bit float WAV, so runs can be compared bitwise."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, self.samples[index].T, self.sample_rate, subtype="FLOAT")
+        return path
+
+
+class Adapter(ABC):
+    """One model family: sites, guidance layout, prompt encoding and generation."""
+
+    family: str
+    layout: GuidanceLayout
+    default_steps: int = 8
+    default_guidance: float = 7.0
+    default_seconds: float = 4.0
+
+    def __init__(self) -> None:
+        self._engine: HookEngine | None = None
+        self._sites: dict[str, Site] | None = None
+
+    # -- what each family provides -------------------------------------------------
+    @property
+    @abstractmethod
+    def denoiser(self) -> nn.Module:
+        """The module the sampler calls at every step."""
+
+    @property
+    @abstractmethod
+    def width(self) -> int:
+        """The denoiser's hidden width, recorded in artifacts to catch mismatches."""
+
+    @abstractmethod
+    def scheduler_timesteps(self) -> torch.Tensor:
+        """The timesteps of the sampler run in progress."""
+
+    @abstractmethod
+    def list_sites(self) -> list[Site]:
+        """Every site of the model, in block order."""
+
+    @abstractmethod
+    def encode_prompts(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The text conditioning the denoiser sees, before any guidance stacking."""
+
+    @abstractmethod
+    def _generate(
+        self, prompts: list[str], generators: list[torch.Generator], seconds: float, steps: int, guidance: float
+    ) -> GeneratedAudio:
+        """Run the sampler for ``prompts`` (one generator per clip)."""
+
+    timestep_arg: tuple[str, int] = ("timestep", 1)
+
+    # -- shared ----------------------------------------------------------------------
+    @property
+    def engine(self) -> HookEngine:
+        if self._engine is None:
+            self._engine = HookEngine(self.denoiser, self.layout, self.scheduler_timesteps, self.timestep_arg)
+        return self._engine
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.denoiser.parameters()).dtype
+
+    @property
+    def sites(self) -> dict[str, Site]:
+        if self._sites is None:
+            self._sites = {site.alias: site for site in self.list_sites()}
+        return self._sites
+
+    def site(self, alias: str) -> Site:
+        try:
+            return self.sites[alias]
+        except KeyError:
+            kinds = sorted({a.split(".", 1)[0] for a in self.sites})
+            raise SiteError(
+                f"{self.family} has no site {alias!r}; sites look like "
+                + ", ".join(f"{k}.{next(a for a in self.sites if a.startswith(k + '.')).split('.', 1)[1]}" for k in kinds)
+                + " (run `tada sites` for the full list)"
+            ) from None
+
+    def resolve_sites(self, aliases: Iterable[str] | str | None, kind: str = "xattn") -> list[Site]:
+        """Sites named by aliases (comma-separated string or list); all of ``kind`` if None."""
+        if aliases is None:
+            return [s for s in self.sites.values() if s.kind == kind]
+        if isinstance(aliases, str):
+            aliases = [a.strip() for a in aliases.split(",") if a.strip()]
+        sites = [self.site(a) for a in aliases]
+        if not sites:
+            raise SiteError("no sites given")
+        return sites
+
+    def generate(
+        self,
+        prompt: str | Sequence[str],
+        *,
+        seconds: float | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int | Sequence[int] = 0,
+    ) -> GeneratedAudio:
+        """Generate one clip per prompt. An int seed gives clip i the seed ``seed + i``;
+        a list gives each clip its own, so equal seeds share their initial noise."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or any(not isinstance(p, str) for p in prompts):
+            raise TadaError("generate needs one or more text prompts")
+        seeds = [seed + i for i in range(len(prompts))] if isinstance(seed, int) else list(seed)
+        if len(seeds) != len(prompts):
+            raise TadaError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        seconds = self.default_seconds if seconds is None else float(seconds)
+        steps = self.default_steps if steps is None else int(steps)
+        guidance = self.default_guidance if guidance is None else float(guidance)
+        if seconds <= 0 or steps < 1:
+            raise TadaError(f"seconds must be > 0 and steps >= 1 (got {seconds}, {steps})")
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        with self.engine.generation(len(prompts)), torch.no_grad():
+            return self._generate(prompts, generators, seconds, steps, guidance)
+
+    def describe(self) -> str:
+        n_params = sum(p.numel() for p in self.denoiser.parameters())
+        return f"{self.family}: width {self.width}, {len(self.sites)} sites, {n_params / 1e6:.1f}M denoiser parameters"

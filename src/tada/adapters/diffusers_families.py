@@ -1,0 +1,211 @@
+"""ACE-Step 1.5, Stable Audio Open and AudioLDM2 through their diffusers pipelines.
+
+One adapter class serves all three; a :class:`FamilySpec` holds the few facts that
+differ (pipeline class, denoiser attribute, how block paths name a location, guidance
+order, the call's keyword for duration). Nothing about hooks lives here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..context import GuidanceLayout
+from ..engine import Site
+from ..errors import TadaError
+from .base import Adapter, GeneratedAudio
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    pipeline_class: str
+    denoiser_attr: str
+    attention_path: re.Pattern[str]
+    locate: Callable[[re.Match[str]], str]
+    guidance_order: tuple[str, str]
+    width: Callable[[nn.Module], int]
+    call_kwargs: Callable[[float, int, float, int], dict[str, Any]]
+    encode: Callable[[Any, list[str]], dict[str, torch.Tensor]]
+    sample_rate: Callable[[Any], int]
+    default_steps: int
+    default_guidance: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _block_index(m: re.Match[str]) -> str:
+    return m.group("block")
+
+
+def _unet_location(m: re.Match[str]) -> str:
+    part = m.group("part")
+    where = "mid" if part is None else f"{part}{m.group('b')}"
+    depth = m.group("k")
+    return f"{where}.{m.group('j')}" + (f".{depth}" if depth != "0" else "")
+
+
+def _encode_ace_step(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    text, text_mask, lyric, lyric_mask = pipe.encode_prompt(
+        prompt=prompts, lyrics=[""] * len(prompts), device=pipe.transformer.device
+    )
+    return {"text_hidden_states": text, "text_attention_mask": text_mask,
+            "lyric_hidden_states": lyric, "lyric_attention_mask": lyric_mask}
+
+
+def _encode_stable_audio(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    embeds = pipe.encode_prompt(prompts, pipe.transformer.device, do_classifier_free_guidance=False)
+    return {"prompt_embeds": embeds}
+
+
+def _encode_audioldm2(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    embeds, mask, generated = pipe.encode_prompt(
+        prompts, pipe.unet.device, num_waveforms_per_prompt=1, do_classifier_free_guidance=False
+    )
+    return {"prompt_embeds": embeds, "attention_mask": mask, "generated_prompt_embeds": generated}
+
+
+ACE_STEP = FamilySpec(
+    name="ace-step-1.5",
+    pipeline_class="AceStepPipeline",
+    denoiser_attr="transformer",
+    attention_path=re.compile(r"^layers\.(?P<block>\d+)\.(?P<attn>self_attn|cross_attn)$"),
+    locate=_block_index,
+    guidance_order=("cond", "uncond"),
+    width=lambda d: int(d.config.hidden_size),
+    call_kwargs=lambda s, n, g, b: {"audio_duration": s, "num_inference_steps": n, "guidance_scale": g, "lyrics": [""] * b},
+    encode=_encode_ace_step,
+    sample_rate=lambda p: int(p.sample_rate),
+    default_steps=8,
+    default_guidance=7.0,
+)
+
+STABLE_AUDIO = FamilySpec(
+    name="stable-audio",
+    pipeline_class="StableAudioPipeline",
+    denoiser_attr="transformer",
+    attention_path=re.compile(r"^transformer_blocks\.(?P<block>\d+)\.(?P<attn>attn1|attn2)$"),
+    locate=_block_index,
+    guidance_order=("uncond", "cond"),
+    width=lambda d: int(d.config.num_attention_heads * d.config.attention_head_dim),
+    call_kwargs=lambda s, n, g, b: {"audio_end_in_s": s, "num_inference_steps": n, "guidance_scale": g},
+    encode=_encode_stable_audio,
+    sample_rate=lambda p: int(p.vae.sampling_rate),
+    default_steps=100,
+    default_guidance=7.0,
+)
+
+AUDIOLDM2 = FamilySpec(
+    name="audioldm2",
+    pipeline_class="AudioLDM2Pipeline",
+    denoiser_attr="unet",
+    attention_path=re.compile(
+        r"^(?:(?P<part>down|up)_blocks\.(?P<b>\d+)|mid_block)\.attentions\.(?P<j>\d+)"
+        r"\.transformer_blocks\.(?P<k>\d+)\.(?P<attn>attn1|attn2)$"
+    ),
+    locate=_unet_location,
+    guidance_order=("uncond", "cond"),
+    width=lambda d: int(d.config.block_out_channels[-1]),
+    call_kwargs=lambda s, n, g, b: {"audio_length_in_s": s, "num_inference_steps": n, "guidance_scale": g},
+    encode=_encode_audioldm2,
+    sample_rate=lambda p: int(p.vocoder.config.sampling_rate),
+    default_steps=200,
+    default_guidance=3.5,
+)
+
+FAMILY_SPECS: dict[str, FamilySpec] = {s.name: s for s in (ACE_STEP, STABLE_AUDIO, AUDIOLDM2)}
+
+
+class DiffusersAdapter(Adapter):
+    """Any of the diffusers audio pipelines described by a :class:`FamilySpec`."""
+
+    def __init__(self, spec: FamilySpec, pipeline: Any, source: str = ""):
+        super().__init__()
+        self.spec = spec
+        self.family = spec.name
+        self.pipeline = pipeline
+        self.source = source
+        self.layout = GuidanceLayout(spec.guidance_order)
+        self.default_steps = spec.default_steps
+        self.default_guidance = spec.default_guidance
+
+    @classmethod
+    def from_pretrained(
+        cls, family: str, path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    ) -> "DiffusersAdapter":
+        """Load a diffusers-format pipeline from a local directory (or a cached hub id)."""
+        import diffusers
+
+        spec = FAMILY_SPECS[family]
+        local = Path(path).expanduser()
+        if not local.exists() and "/" not in str(path):
+            raise TadaError(f"no model directory at {path}")
+        pipeline_cls = getattr(diffusers, spec.pipeline_class)
+        try:
+            pipe = pipeline_cls.from_pretrained(str(local) if local.exists() else str(path), torch_dtype=dtype)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TadaError(f"cannot load {family} weights from {path}: {first}") from None
+        pipe.set_progress_bar_config(disable=True)
+        return cls(spec, pipe.to(device), source=str(path))
+
+    @classmethod
+    def random(cls, family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
+               device: str = "cpu") -> "DiffusersAdapter":
+        """The family's architecture with random weights (``tiny`` for tests, ``full`` for timing)."""
+        from .builders import build_pipeline
+
+        pipe = build_pipeline(family, size=size, seed=seed, dtype=dtype)
+        return cls(FAMILY_SPECS[family], pipe.to(device), source=f"random-{size}:{family}")
+
+    @property
+    def denoiser(self) -> nn.Module:
+        return getattr(self.pipeline, self.spec.denoiser_attr)
+
+    @property
+    def width(self) -> int:
+        return self.spec.width(self.denoiser)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate(self.pipeline)
+
+    def scheduler_timesteps(self) -> torch.Tensor:
+        return self.pipeline.scheduler.timesteps
+
+    def list_sites(self) -> list[Site]:
+        sites: list[Site] = []
+        for path, module in self.denoiser.named_modules():
+            match = self.spec.attention_path.match(path)
+            if match is None:
+                continue
+            loc = self.spec.locate(match)
+            if getattr(module, "is_cross_attention", False):
+                sites.append(Site(f"xattn.{loc}", path, "output", "xattn"))
+                sites.append(Site(f"xattn_in.{loc}", path, "encoder_hidden_states", "xattn_in"))
+            else:
+                prefix = "attn" if match.group("attn") in ("attn1", "self_attn") else "attn2"
+                sites.append(Site(f"{prefix}.{loc}", path, "output", "attn"))
+        return sites
+
+    def encode_prompts(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return self.spec.encode(self.pipeline, list(prompts))
+
+    def _generate(
+        self, prompts: list[str], generators: list[torch.Generator], seconds: float, steps: int, guidance: float
+    ) -> GeneratedAudio:
+        out = self.pipeline(
+            prompt=prompts, generator=generators, output_type="pt", return_dict=True,
+            **self.spec.call_kwargs(seconds, steps, guidance, len(prompts)),
+        )
+        audio = out.audios
+        audio = audio if isinstance(audio, torch.Tensor) else torch.as_tensor(np.asarray(audio))
+        if audio.ndim == 2:
+            audio = audio[:, None, :]
+        return GeneratedAudio(audio.detach().float().cpu().numpy(), self.sample_rate)

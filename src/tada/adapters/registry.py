@@ -1,0 +1,57 @@
+"""Model ids on the command line and in the API: ``FAMILY:PATH`` or ``random-SIZE:FAMILY``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import TadaError
+from .base import Adapter
+from .diffusers_families import FAMILY_SPECS, DiffusersAdapter
+
+RANDOM_SIZES = ("tiny", "full")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    pattern: str
+    description: str
+
+
+def model_kinds() -> list[ModelKind]:
+    """What `tada models` lists."""
+    kinds = [ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
+             for name, spec in FAMILY_SPECS.items()]
+    kinds += [ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
+              for name in FAMILY_SPECS]
+    kinds += [ModelKind(f"random-full:{name}", "full-size architecture, random weights (GPU timing)")
+              for name in FAMILY_SPECS]
+    return kinds
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise TadaError(f"unknown dtype {name!r}; choose one of {', '.join(sorted(DTYPES))}") from None
+
+
+def load_model(model_id: str, dtype: torch.dtype | str = torch.float32, device: str = "cpu") -> Adapter:
+    """Build the adapter a model id names."""
+    if isinstance(dtype, str):
+        dtype = parse_dtype(dtype)
+    head, sep, tail = model_id.partition(":")
+    if not sep or not tail:
+        raise TadaError(f"cannot read model id {model_id!r}; use FAMILY:PATH or random-tiny:FAMILY (see `tada models`)")
+    if head.startswith("random-"):
+        size = head.removeprefix("random-")
+        if size not in RANDOM_SIZES or tail not in FAMILY_SPECS:
+            raise TadaError(f"unknown model id {model_id!r}; random models are random-{{tiny,full}}:"
+                            f"{{{','.join(FAMILY_SPECS)}}}")
+        return DiffusersAdapter.random(tail, size=size, dtype=dtype, device=device)
+    if head not in FAMILY_SPECS:
+        raise TadaError(f"unknown model family {head!r}; choose one of {', '.join(FAMILY_SPECS)} (see `tada models`)")
+    return DiffusersAdapter.from_pretrained(head, tail, dtype=dtype, device=device)

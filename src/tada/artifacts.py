@@ -1,0 +1,185 @@
+"""Steering vectors as self-describing ``safetensors`` files.
+
+A file holds one vector table per site (``vector/<alias>``, shape ``(timesteps, dim)``)
+and the timesteps they were measured at, plus string metadata: format version, model
+family and width, sites, operation, normalisation, concept and prompt set. Loading
+parses tensors and JSON only; it never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .engine import Site, SteeringHandle
+from .errors import ArtifactError, TadaError
+from .interventions import AddVector, Intervention, ProjectOut, Renormalize, TimestepTable
+from .schedules import ALWAYS, Schedule
+
+FORMAT = "tada/steering-vector"
+FORMAT_VERSION = "1"
+OPERATIONS = ("add", "project")
+MAX_ALPHA = 1.0e4
+_REQUIRED = ("format", "format_version", "family", "width", "sites", "operation", "normalisation")
+
+
+def check_alpha(alpha: float) -> float:
+    """Steering strengths must be finite and within +-MAX_ALPHA."""
+    alpha = float(alpha)
+    if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+        raise TadaError(f"alpha {alpha:g} is out of range: use a finite value within +-{MAX_ALPHA:g}")
+    return alpha
+
+
+@dataclass
+class SteeringVector:
+    """Per-site, per-timestep directions for one concept, tied to one model family and width."""
+
+    vectors: dict[str, torch.Tensor]
+    timesteps: torch.Tensor
+    family: str
+    width: int
+    concept: str = ""
+    operation: str = "add"
+    normalisation: str = "unit"
+    prompt_set: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.operation not in OPERATIONS:
+            raise ArtifactError(f"unknown operation {self.operation!r}; choose one of {', '.join(OPERATIONS)}")
+        if not self.vectors:
+            raise ArtifactError("a steering vector needs at least one site")
+        n = self.timesteps.shape[0]
+        for alias, vec in self.vectors.items():
+            if vec.ndim != 2 or vec.shape[0] != n:
+                raise ArtifactError(f"vector for site {alias} has shape {tuple(vec.shape)}; expected ({n}, dim)")
+            if not torch.isfinite(vec).all():
+                raise ArtifactError(f"vector for site {alias} contains NaN or infinite values")
+        if not torch.isfinite(self.timesteps).all():
+            raise ArtifactError("timesteps contain NaN or infinite values")
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self.vectors)
+
+    # -- files ---------------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tada_version": __version__,
+            "family": self.family,
+            "width": str(self.width),
+            "sites": json.dumps(self.sites),
+            "operation": self.operation,
+            "normalisation": self.normalisation,
+            "concept": self.concept,
+            "prompt_set": json.dumps(self.prompt_set),
+            "settings": json.dumps(self.settings),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: a killed save never leaves a half-written artifact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"vector/{alias}": vec.detach().float().cpu().contiguous() for alias, vec in self.vectors.items()}
+        tensors["timesteps"] = self.timesteps.detach().double().cpu().contiguous()
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=self.metadata())
+        os.replace(tmp, path)
+        return path
+
+    save_pretrained = save
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SteeringVector":
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"no steering vector file at {path}")
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ArtifactError(f"{path} is not a readable safetensors file ({exc})") from None
+        if meta.get("format") != FORMAT:
+            raise ArtifactError(f"{path} is not a tada steering vector (format {meta.get('format')!r})")
+        missing = [key for key in _REQUIRED if key not in meta]
+        if missing:
+            raise ArtifactError(f"{path} lacks metadata: {', '.join(missing)}")
+        if meta["format_version"] != FORMAT_VERSION:
+            raise ArtifactError(f"{path} has format version {meta['format_version']}; this tada reads {FORMAT_VERSION}")
+        try:
+            sites = json.loads(meta["sites"])
+            vectors = {alias: tensors[f"vector/{alias}"] for alias in sites}
+            timesteps = tensors["timesteps"]
+            width = int(meta["width"])
+            prompt_set = json.loads(meta.get("prompt_set", "{}"))
+            settings = json.loads(meta.get("settings", "{}"))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ArtifactError(f"{path} is corrupt: missing or unreadable entry {exc}") from None
+        try:
+            return cls(vectors, timesteps, meta["family"], width, meta.get("concept", ""), meta["operation"],
+                       meta["normalisation"], prompt_set, settings)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+
+    from_pretrained = load
+
+    # -- use -------------------------------------------------------------------------
+    def check_model(self, model: Any, where: str = "steering vector") -> None:
+        """Fail with one line naming both models if this vector was made for another."""
+        if self.family != model.family or self.width != model.width:
+            raise ArtifactError(
+                f"{where} was made for {self.family} (width {self.width}) "
+                f"but the model is {model.family} (width {model.width})"
+            )
+
+    def table(self, alias: str) -> TimestepTable:
+        return TimestepTable(self.timesteps, self.vectors[alias], unit_norm=self.normalisation == "unit")
+
+    def interventions(
+        self,
+        model: Any,
+        alpha: float,
+        sites: Iterable[str] | str | None = None,
+        mode: str = "cond",
+        renorm: bool = False,
+        schedule: Schedule = ALWAYS,
+    ) -> dict[Site, list[Intervention]]:
+        """The intervention plan this vector gives at strength ``alpha`` on ``model``."""
+        self.check_model(model)
+        alpha = check_alpha(alpha)
+        if sites is None:
+            aliases = self.sites
+        else:
+            aliases = [a.strip() for a in sites.split(",")] if isinstance(sites, str) else list(sites)
+            unknown = [a for a in aliases if a not in self.vectors]
+            if unknown:
+                raise TadaError(f"the vector has no site {', '.join(unknown)}; it has {', '.join(self.sites)}")
+        plan: dict[Site, list[Intervention]] = {}
+        for alias in aliases:
+            site = model.site(alias)
+            op: Intervention
+            if self.operation == "add":
+                op = AddVector(self.table(alias), alpha, rows=mode, schedule=schedule)
+            else:
+                op = ProjectOut(self.table(alias), alpha, rows=mode, schedule=schedule)
+            plan[site] = [op, Renormalize(rows=mode, schedule=schedule)] if renorm else [op]
+        return plan
+
+    def apply(self, model: Any, alpha: float, **kwargs: Any) -> SteeringHandle:
+        """Steer ``model`` until the returned handle is removed (or its ``with`` block ends)."""
+        return model.engine.add(self.interventions(model, alpha, **kwargs))

@@ -1,0 +1,106 @@
+"""Contrastive activation addition: steering vectors from prompt pairs.
+
+For every pair, the positive and the negative prompt are generated from the same
+initial noise. At each site and each denoising step the conditional-pass activation is
+averaged over tokens; the vector is ``mean_pos - mean_neg`` over all pairs, scaled to
+unit norm, one per (site, step), and stored against the scheduler's timesteps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .adapters.base import Adapter
+from .artifacts import SteeringVector
+from .engine import Site
+from .errors import TadaError
+from .interventions import Capture
+from .runs import UnitStore
+
+
+def _chunk_sums(captures: dict[Site, Capture], n_pos: int) -> dict[str, torch.Tensor]:
+    """Per site: the (steps, dim) sums of positive rows and of negative rows."""
+    out: dict[str, torch.Tensor] = {}
+    for site, cap in captures.items():
+        steps = sorted(cap.records)
+        stacked = torch.stack([cap.records[s].double().cpu() for s in steps])  # (steps, rows, dim)
+        out[f"pos/{site.alias}"] = stacked[:, :n_pos].sum(dim=1)
+        out[f"neg/{site.alias}"] = stacked[:, n_pos:].sum(dim=1)
+    first = next(iter(captures.values()))
+    order = sorted(range(len(first.steps)), key=lambda i: first.steps[i])
+    out["timesteps"] = torch.tensor([first.timesteps[i] for i in order], dtype=torch.float64)
+    return out
+
+
+def compute_caa(
+    model: Adapter,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    sites: Iterable[str] | str | None = None,
+    seconds: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int = 0,
+    batch_pairs: int = 4,
+    work_dir: str | Path | None = None,
+    concept: str = "custom",
+    prompt_set: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> SteeringVector:
+    """Compute a CAA steering vector; with ``work_dir`` a killed run resumes where it stopped."""
+    if not pairs:
+        raise TadaError("CAA needs at least one prompt pair")
+    if batch_pairs < 1:
+        raise TadaError("batch_pairs must be at least 1")
+    chosen = model.resolve_sites(sites)
+    seconds = model.default_seconds if seconds is None else seconds
+    steps = model.default_steps if steps is None else steps
+    guidance = model.default_guidance if guidance is None else guidance
+    settings = {"seconds": seconds, "steps": steps, "guidance": guidance, "seed": seed}
+    config = {"family": model.family, "width": model.width, "sites": [s.alias for s in chosen],
+              "pairs": [list(p) for p in pairs], "batch_pairs": batch_pairs, **settings}
+    store = UnitStore(work_dir, config) if work_dir is not None else None
+
+    totals: dict[str, torch.Tensor] = {}
+    timesteps: torch.Tensor | None = None
+    chunks = [list(range(i, min(i + batch_pairs, len(pairs)))) for i in range(0, len(pairs), batch_pairs)]
+    for index, chunk in enumerate(tqdm(chunks, desc=f"CAA {concept}", unit="batch", disable=not progress)):
+        key = f"chunk-{index:05d}"
+        if store is not None and store.done(key):
+            sums = store.load(key)
+        else:
+            captures = {site: Capture(rows="cond", reduce="mean") for site in chosen}
+            prompts = [pairs[i][0] for i in chunk] + [pairs[i][1] for i in chunk]
+            seeds = [seed + i for i in chunk] * 2
+            with model.engine.add(captures):
+                model.generate(prompts, seconds=seconds, steps=steps, guidance=guidance, seed=seeds)
+            sums = _chunk_sums(captures, len(chunk))
+            if store is not None:
+                store.save(key, sums)
+        if timesteps is None:
+            timesteps = sums["timesteps"]
+        elif not torch.equal(timesteps, sums["timesteps"]):
+            raise TadaError("batches saw different timesteps; the sampler settings changed mid-run")
+        for name, value in sums.items():
+            if name != "timesteps":
+                totals[name] = totals[name] + value if name in totals else value.clone()
+
+    vectors: dict[str, torch.Tensor] = {}
+    for site in chosen:
+        diff = (totals[f"pos/{site.alias}"] - totals[f"neg/{site.alias}"]) / len(pairs)
+        norms = diff.norm(dim=-1, keepdim=True)
+        if (norms == 0).any():
+            raise TadaError(f"positive and negative prompts give identical activations at {site.alias}")
+        vectors[site.alias] = (diff / norms).float()
+    assert timesteps is not None
+    vector = SteeringVector(
+        vectors, timesteps, model.family, model.width, concept=concept, operation="add", normalisation="unit",
+        prompt_set=prompt_set or {"source": "custom", "n_pairs": len(pairs)}, settings=settings,
+    )
+    if store is not None:
+        store.remove()
+    return vector

@@ -1,0 +1,191 @@
+"""The ``tada`` command line. Every user error ends in one ``error: ...`` line, exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import TadaError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Steer text-to-music diffusion models from the inside.")
+
+MODEL_ARG = typer.Argument(..., help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`).")
+DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or float16.")
+DEVICE_OPT = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
+
+
+def _load(model_id: str, dtype: str, device: str, progress: bool = True):
+    from .adapters import load_model
+
+    model = load_model(model_id, dtype=dtype, device=device)
+    if progress and hasattr(model, "pipeline"):
+        model.pipeline.set_progress_bar_config(disable=False, leave=False, desc="denoising")
+    return model
+
+
+def _parse_steer(spec: str) -> tuple[Path, float]:
+    path, sep, alpha = spec.rpartition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return Path(path), float(alpha)
+    except ValueError:
+        raise TadaError(f"cannot read --steer {spec!r}: use PATH.safetensors:ALPHA, e.g. piano.safetensors:8") from None
+
+
+@app.command()
+def models() -> None:
+    """List the model ids tada understands."""
+    from .adapters import model_kinds
+
+    for kind in model_kinds():
+        typer.echo(f"{kind.pattern:32s} {kind.description}")
+
+
+@app.command()
+def sites(
+    model: str = MODEL_ARG,
+    kind: Optional[str] = typer.Option(None, help="Only this kind: xattn, xattn_in or attn."),
+    dtype: str = DTYPE_OPT,
+) -> None:
+    """List a model's sites: alias, module path and tensor."""
+    adapter = _load(model, dtype, "cpu", progress=False)
+    typer.echo(adapter.describe())
+    for site in adapter.sites.values():
+        if kind is None or site.kind == kind:
+            typer.echo(f"{site.alias:16s} {site.path:60s} {site.tensor}")
+
+
+@app.command()
+def generate(
+    model: str = MODEL_ARG,
+    prompt: str = typer.Option(..., help="Text prompt."),
+    seconds: Optional[float] = typer.Option(None, help="Clip length in seconds (model default if omitted)."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps (model default if omitted)."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, help="Noise seed."),
+    out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
+    dtype: str = DTYPE_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Generate one clip without steering."""
+    adapter = _load(model, dtype, device)
+    audio = adapter.generate(prompt, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
+    typer.echo(f"wrote {audio.save(out)} ({audio.seconds:.2f} s at {audio.sample_rate} Hz)")
+
+
+@app.command()
+def caa(
+    model: str = MODEL_ARG,
+    concept: Optional[str] = typer.Option(None, help="A concept preset (piano, mood, tempo, ...)."),
+    pairs: Optional[Path] = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
+    n_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs."),
+    sites_: Optional[str] = typer.Option(None, "--sites", help="Comma-separated site aliases (default: every xattn)."),
+    seconds: Optional[float] = typer.Option(None),
+    steps: Optional[int] = typer.Option(None),
+    guidance: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
+    batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
+    work_dir: Optional[Path] = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes."),
+    out: Path = typer.Option(..., help="Output .safetensors steering vector."),
+    dtype: str = DTYPE_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Compute a contrastive activation addition (CAA) steering vector."""
+    from .caa import compute_caa
+    from .concepts import concept_pairs, read_pairs
+
+    if (concept is None) == (pairs is None):
+        raise TadaError("give exactly one of --concept or --pairs")
+    if concept is not None:
+        prompt_pairs = concept_pairs(concept, n_pairs)
+        prompt_set = {"source": "preset", "concept": concept, "n_pairs": len(prompt_pairs)}
+    else:
+        prompt_pairs = read_pairs(pairs, n_pairs)
+        prompt_set = {"source": str(pairs), "n_pairs": len(prompt_pairs)}
+    adapter = _load(model, dtype, device, progress=False)
+    vector = compute_caa(
+        adapter, prompt_pairs, sites=sites_, seconds=seconds, steps=steps, guidance=guidance, seed=seed,
+        batch_pairs=batch_pairs, work_dir=work_dir or out.with_name(out.name + ".parts"),
+        concept=concept or pairs.stem, prompt_set=prompt_set,
+    )
+    vector.save(out)
+    typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, "
+               f"{len(prompt_pairs)} pairs")
+
+
+@app.command()
+def steer(
+    model: str = MODEL_ARG,
+    prompt: str = typer.Option(..., help="Text prompt."),
+    steer_: list[str] = typer.Option(..., "--steer", help="VECTOR.safetensors:ALPHA; repeat to mix concepts."),
+    sites_: Optional[str] = typer.Option(None, "--sites", help="Only these site aliases (default: all in the file)."),
+    mode: str = typer.Option("cond", help="Guidance rows to steer: cond, uncond or both."),
+    renorm: bool = typer.Option(False, help="Restore each token's original norm after steering."),
+    schedule: Optional[str] = typer.Option(None, help="'constant' or START-END trajectory fractions, e.g. 0-0.5."),
+    seconds: Optional[float] = typer.Option(None),
+    steps: Optional[int] = typer.Option(None),
+    guidance: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0, help="Noise seed."),
+    out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
+    dtype: str = DTYPE_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Generate one clip with one or more concepts turned up or down."""
+    from .artifacts import SteeringVector
+    from .schedules import parse_schedule
+
+    plans = [(SteeringVector.load(path), alpha) for path, alpha in map(_parse_steer, steer_)]
+    gate = parse_schedule(schedule)
+    adapter = _load(model, dtype, device)
+    with ExitStack() as stack:
+        for vector, alpha in plans:
+            stack.enter_context(vector.apply(adapter, alpha, sites=sites_, mode=mode, renorm=renorm, schedule=gate))
+        audio = adapter.generate(prompt, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
+    typer.echo(f"wrote {audio.save(out)} ({audio.seconds:.2f} s at {audio.sample_rate} Hz)")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="Output directory."),
+    model: str = typer.Option("random-tiny:ace-step-1.5", help="Model id to steer."),
+    concept: str = typer.Option("piano", help="Concept preset to turn up."),
+    alpha: float = typer.Option(8.0, help="Steering strength."),
+    n_pairs: int = typer.Option(8, help="Prompt pairs for the CAA vector."),
+) -> None:
+    """The main job end to end: compute a concept vector, generate without and with it."""
+    from .caa import compute_caa
+    from .concepts import concept_pairs
+
+    adapter = _load(model, "float32", "cpu", progress=False)
+    typer.echo(adapter.describe())
+    vector_path = out / f"{concept}.safetensors"
+    vector = compute_caa(adapter, concept_pairs(concept, n_pairs), concept=concept,
+                         prompt_set={"source": "preset", "concept": concept, "n_pairs": n_pairs},
+                         work_dir=out / f"{concept}.parts")
+    vector.save(vector_path)
+    prompt = "a calm tune for a rainy afternoon"
+    plain = adapter.generate(prompt, seed=0)
+    with vector.apply(adapter, alpha):
+        steered = adapter.generate(prompt, seed=0)
+    typer.echo(f"vector:    {vector_path}")
+    typer.echo(f"unsteered: {plain.save(out / 'unsteered.wav')}")
+    typer.echo(f"steered:   {steered.save(out / f'{concept}_alpha{alpha:g}.wav')}  ({concept} x {alpha:g})")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr."""
+    try:
+        app()
+    except TadaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Concept presets (the nine bipolar concepts of the TADA benchmark) and prompt-pair files.
+
+A concept decorates a neutral base prompt into a positive and a negative prompt; CAA
+averages activations over such pairs. The 50 base prompts below avoid every concept's
+own words (instruments, vocals, tempo, mood, the four genres) so that the only
+difference inside a pair is the concept.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConceptError
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    positive: str
+    negative: str
+    probe: str
+
+    def pair(self, base: str) -> tuple[str, str]:
+        return self.positive.format(p=base), self.negative.format(p=base)
+
+
+CONCEPTS: dict[str, Concept] = {
+    c.name: c
+    for c in (
+        Concept("piano", "{p}, with piano", "{p}", "a piano song"),
+        Concept("mood", "happy song, {p}", "sad song, {p}", "a cheerful track"),
+        Concept("tempo", "fast song, {p}", "slow song, {p}", "a fast track"),
+        Concept("vocal_gender", "{p}, with female vocal", "{p}, with male vocal", "female vocal singing"),
+        Concept("vocal_style", "{p}, with rap vocal", "{p}, with sung vocal", "music with rap vocal"),
+        Concept("guitar", "{p}, with acoustic guitar", "{p}, with electric guitar", "a song with acoustic guitar"),
+        Concept("violin", "{p}, with violin", "{p}", "a song with violin"),
+        Concept("jazz_vs_rock", "jazz song, {p}", "rock song, {p}", "a jazz song"),
+        Concept("classical_vs_electronic", "classical song, {p}", "electronic song, {p}", "a classical song"),
+    )
+}
+
+BASE_PROMPTS: tuple[str, ...] = (
+    "lofi music",
+    "a catchy tune",
+    "background music for a video",
+    "cinematic soundtrack",
+    "ambient soundscape",
+    "pop music",
+    "folk tune",
+    "music for a road trip",
+    "a summer anthem",
+    "instrumental music",
+    "film score for a chase scene",
+    "music for a coffee shop",
+    "a lullaby",
+    "a dance track",
+    "soul music",
+    "blues music",
+    "country music",
+    "reggae music",
+    "funk groove",
+    "a waltz",
+    "latin music",
+    "music for studying",
+    "a march",
+    "video game music",
+    "a melody in a minor key",
+    "a melody in a major key",
+    "music for a wedding",
+    "a theme for a documentary",
+    "a short jingle",
+    "music for a workout",
+    "a bossa nova tune",
+    "indie music",
+    "a ballad",
+    "gospel music",
+    "music for a night drive",
+    "a holiday tune",
+    "world music",
+    "music for meditation",
+    "a theme for a cartoon",
+    "a sunrise theme",
+    "music with a steady groove",
+    "music with a simple melody",
+    "music with rich harmony",
+    "a repetitive hypnotic loop",
+    "music for a city walk",
+    "music for a rainy day",
+    "an opening theme for a show",
+    "a tune for a campfire",
+    "music for a party",
+    "an evening serenade",
+)
+
+
+def get_concept(name: str) -> Concept:
+    try:
+        return CONCEPTS[name]
+    except KeyError:
+        raise ConceptError(f"unknown concept {name!r}; choose one of {', '.join(CONCEPTS)}") from None
+
+
+def concept_pairs(name: str, n_pairs: int | None = None) -> list[tuple[str, str]]:
+    """The preset's (positive, negative) prompts over the first ``n_pairs`` base prompts."""
+    concept = get_concept(name)
+    n = len(BASE_PROMPTS) if n_pairs is None else n_pairs
+    if not 1 <= n <= len(BASE_PROMPTS):
+        raise ConceptError(f"n_pairs must be between 1 and {len(BASE_PROMPTS)}, got {n}")
+    return [concept.pair(base) for base in BASE_PROMPTS[:n]]
+
+
+def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, str]]:
+    """(positive, negative) rows from a CSV; a header row ``positive,negative`` is optional."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConceptError(f"no prompt-pair file at {path}")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConceptError(f"cannot read prompt pairs from {path}: {exc}") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["positive", "negative"]:
+        rows = rows[1:]
+    pairs = []
+    for line, row in enumerate(rows, start=1):
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise ConceptError(f"{path}, pair {line}: expected two non-empty columns (positive, negative), got {row}")
+        pairs.append((row[0].strip(), row[1].strip()))
+    if not pairs:
+        raise ConceptError(f"{path} holds no prompt pairs")
+    return pairs[:n_pairs] if n_pairs else pairs

@@ -1,0 +1,234 @@
+"""The hook engine: one shared mechanism that runs intervention stacks at named sites.
+
+A *site* is a module of the denoiser plus which tensor to read there: its output, or a
+keyword input such as ``encoder_hidden_states``. The engine keeps, per site, an ordered
+stack of interventions and installs a PyTorch hook on that module only while its stack
+is non-empty. A forward pre-hook on the denoiser itself reads the timestep of each call
+and sets the :class:`~tada.context.StepContext` that every intervention sees; nothing
+is inferred by counting calls. Removing the last intervention removes every hook, which
+restores the model exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from .context import GuidanceLayout, StepContext
+from .errors import SiteError, TadaError
+from .interventions import Intervention
+
+
+@dataclass(frozen=True)
+class Site:
+    """A named place where an activation can be read or changed.
+
+    ``path`` is relative to the denoiser (``layers.7.cross_attn``); ``tensor`` is
+    ``"output"`` or the name of a keyword input of that module. ``alias`` is the short,
+    stable name artifacts store (``xattn.7``).
+    """
+
+    alias: str
+    path: str
+    tensor: str = "output"
+    kind: str = "xattn"
+
+    @property
+    def is_input(self) -> bool:
+        return self.tensor != "output"
+
+
+class SteeringHandle:
+    """Removes the interventions it was returned for; also a context manager."""
+
+    def __init__(self, engine: "HookEngine", entries: list[tuple[Site, int]]):
+        self._engine = engine
+        self._entries = entries
+
+    def remove(self) -> None:
+        entries, self._entries = self._entries, []
+        for site, entry_id in entries:
+            self._engine._remove_entry(site, entry_id)
+
+    def __enter__(self) -> "SteeringHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class HookEngine:
+    """Runs intervention stacks inside one denoiser.
+
+    Args:
+        denoiser: the module the sampler calls once per step (and guidance batch).
+        layout: how guidance passes are stacked along the batch.
+        scheduler_timesteps: returns the scheduler's current timestep tensor.
+        timestep_arg: (keyword name, positional index) of the timestep in the
+            denoiser's forward call.
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        layout: GuidanceLayout,
+        scheduler_timesteps: Callable[[], torch.Tensor],
+        timestep_arg: tuple[str, int] = ("timestep", 1),
+    ):
+        self.denoiser = denoiser
+        self.layout = layout
+        self._scheduler_timesteps = scheduler_timesteps
+        self._timestep_arg = timestep_arg
+        self._stacks: dict[Site, dict[int, Intervention]] = {}
+        self._site_hooks: dict[Site, torch.utils.hooks.RemovableHandle] = {}
+        self._denoiser_hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._ids = itertools.count()
+        self._ctx: StepContext | None = None
+        self._n_samples: int | None = None
+        self._ts_ref: torch.Tensor | None = None
+        self._ts_values: list[float] = []
+        self._ts_index: dict[float, int] = {}
+
+    # ------------------------------------------------------------------ public API
+    def add(self, plan: Mapping[Site, Intervention | Iterable[Intervention]]) -> SteeringHandle:
+        """Push interventions onto the stacks of one or more sites."""
+        entries: list[tuple[Site, int]] = []
+        modules = {site: self.module(site) for site in plan}
+        for site, interventions in plan.items():
+            if isinstance(interventions, Intervention):
+                interventions = [interventions]
+            stack = self._stacks.setdefault(site, {})
+            for intervention in interventions:
+                entry_id = next(self._ids)
+                stack[entry_id] = intervention
+                entries.append((site, entry_id))
+            if stack and site not in self._site_hooks:
+                self._site_hooks[site] = self._install_site_hook(site, modules[site])
+        if self._site_hooks and not self._denoiser_hooks:
+            self._denoiser_hooks = [
+                self.denoiser.register_forward_pre_hook(self._enter_denoiser, with_kwargs=True),
+                self.denoiser.register_forward_hook(self._leave_denoiser, always_call=True),
+            ]
+        return SteeringHandle(self, entries)
+
+    @contextmanager
+    def generation(self, n_samples: int) -> Iterator[None]:
+        """Declare how many samples the next sampler run produces (sets guidance rows)."""
+        previous, self._n_samples = self._n_samples, n_samples
+        try:
+            yield
+        finally:
+            self._n_samples = previous
+
+    @property
+    def active(self) -> bool:
+        return bool(self._site_hooks)
+
+    def module(self, site: Site) -> nn.Module:
+        try:
+            return self.denoiser.get_submodule(site.path)
+        except AttributeError:
+            raise SiteError(f"the model has no module {site.path!r} (site {site.alias})") from None
+
+    def clear(self) -> None:
+        """Remove every intervention and hook."""
+        for site in list(self._stacks):
+            for entry_id in list(self._stacks.get(site, {})):
+                self._remove_entry(site, entry_id)
+
+    # ------------------------------------------------------------------ hooks
+    def _install_site_hook(self, site: Site, module: nn.Module) -> torch.utils.hooks.RemovableHandle:
+        if site.is_input:
+            name = site.tensor
+
+            def input_hook(mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+                if name not in kwargs:
+                    raise SiteError(f"site {site.alias}: {site.path} was not called with keyword input {name!r}")
+                act = kwargs[name]
+                new = self._run_stack(site, act)
+                if new is act:
+                    return None
+                return args, {**kwargs, name: new}
+
+            return module.register_forward_pre_hook(input_hook, with_kwargs=True)
+
+        def output_hook(mod: nn.Module, args: tuple, output: object) -> object:
+            act = output if isinstance(output, torch.Tensor) else output[0]
+            new = self._run_stack(site, act)
+            if new is act:
+                return None
+            return new if isinstance(output, torch.Tensor) else (new, *output[1:])
+
+        return module.register_forward_hook(output_hook)
+
+    def _run_stack(self, site: Site, act: torch.Tensor) -> torch.Tensor:
+        if self._ctx is None:
+            raise TadaError(f"site {site.alias} ran outside a denoiser call; steering has no step context")
+        ctx = replace(self._ctx, site=site.alias, original=act)
+        out = act
+        for intervention in self._stacks[site].values():
+            out = intervention(out, ctx)
+        return out
+
+    def _enter_denoiser(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._n_samples is None:
+            raise TadaError(
+                "steering is active but the number of samples is unknown: generate through the model "
+                "adapter, or wrap the pipeline call in `with model.engine.generation(n_samples):`"
+            )
+        name, position = self._timestep_arg
+        t = kwargs[name] if name in kwargs else args[position]
+        step, timestep, num_steps = self._locate(t)
+        n_rows = _batch_rows(args, kwargs)
+        cond, uncond = self.layout.rows(n_rows, self._n_samples)
+        self._ctx = StepContext(step, num_steps, timestep, n_rows, cond, uncond)
+
+    def _leave_denoiser(self, module: nn.Module, args: tuple, output: object) -> None:
+        self._ctx = None
+
+    def _locate(self, t: torch.Tensor | float) -> tuple[int, float, int]:
+        """Map the timestep of a denoiser call to (step index, scheduler timestep, steps)."""
+        value = float(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else float(t)
+        ts = self._scheduler_timesteps()
+        if ts is not self._ts_ref:
+            self._ts_ref = ts
+            self._ts_values = [float(x) for x in ts.detach().double().cpu().tolist()]
+            self._ts_index = {}
+            for i, x in enumerate(self._ts_values):
+                self._ts_index.setdefault(x, i)
+        step = self._ts_index.get(value)
+        if step is None:
+            if not self._ts_values:
+                raise TadaError("the scheduler has no timesteps set; steering cannot tell the step")
+            step = min(range(len(self._ts_values)), key=lambda i: abs(self._ts_values[i] - value))
+            span = abs(self._ts_values[0] - self._ts_values[-1]) or 1.0
+            if abs(self._ts_values[step] - value) > 0.01 * span:
+                raise TadaError(f"denoiser timestep {value:g} is not on the scheduler's schedule")
+        return step, self._ts_values[step], len(self._ts_values)
+
+    def _remove_entry(self, site: Site, entry_id: int) -> None:
+        stack = self._stacks.get(site)
+        if stack is None or entry_id not in stack:
+            return
+        del stack[entry_id]
+        if not stack:
+            del self._stacks[site]
+            self._site_hooks.pop(site).remove()
+        if not self._site_hooks and self._denoiser_hooks:
+            for hook in self._denoiser_hooks:
+                hook.remove()
+            self._denoiser_hooks = []
+            self._ctx = None
+
+
+def _batch_rows(args: tuple, kwargs: dict) -> int:
+    """Rows of the denoiser's main input (first positional arg or ``hidden_states``/``sample``)."""
+    for value in itertools.chain(args[:1], (kwargs.get(k) for k in ("hidden_states", "sample"))):
+        if isinstance(value, torch.Tensor):
+            return int(value.shape[0])
+    raise TadaError("cannot find the denoiser's input batch to locate guidance rows")
