@@ -91,9 +91,10 @@ def compute_caa(
 
     vectors: dict[str, torch.Tensor] = {}
     for site in chosen:
-        diff = (totals[f"pos/{site.alias}"] - totals[f"neg/{site.alias}"]) / len(pairs)
+        pos = totals[f"pos/{site.alias}"] / len(pairs)
+        diff = pos - totals[f"neg/{site.alias}"] / len(pairs)
         norms = diff.norm(dim=-1, keepdim=True)
-        if (norms == 0).any():
+        if (norms <= 1e-6 * pos.norm(dim=-1, keepdim=True)).any():  # equal up to rounding
             raise TadaError(f"positive and negative prompts give identical activations at {site.alias}")
         vectors[site.alias] = (diff / norms).float()
     assert timesteps is not None

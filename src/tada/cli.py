@@ -178,8 +178,23 @@ def demo(
     typer.echo(f"steered:   {steered.save(out / f'{concept}_alpha{alpha:g}.wav')}  ({concept} x {alpha:g})")
 
 
+def _quiet_libraries() -> None:
+    """Keep library chatter (deprecations, config notes) off the user's terminal."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr."""
+    _quiet_libraries()
     try:
         app()
     except TadaError as exc:

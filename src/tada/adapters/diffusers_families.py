@@ -143,7 +143,8 @@ class DiffusersAdapter(Adapter):
 
         spec = FAMILY_SPECS[family]
         local = Path(path).expanduser()
-        if not local.exists() and "/" not in str(path):
+        looks_local = str(path).startswith(("/", ".", "~")) or "/" not in str(path) or str(path).count("/") > 1
+        if looks_local and not local.is_dir():
             raise TadaError(f"no model directory at {path}")
         pipeline_cls = getattr(diffusers, spec.pipeline_class)
         try:
