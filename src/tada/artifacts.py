@@ -53,6 +53,7 @@ class SteeringVector:
     normalisation: str = "unit"
     prompt_set: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    _tables: dict[str, TimestepTable] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.operation not in OPERATIONS:
@@ -148,7 +149,11 @@ class SteeringVector:
             )
 
     def table(self, alias: str) -> TimestepTable:
-        return TimestepTable(self.timesteps, self.vectors[alias], unit_norm=self.normalisation == "unit")
+        """The site's interpolating table, built once so its lookups stay cached across runs."""
+        if alias not in self._tables:
+            self._tables[alias] = TimestepTable(self.timesteps, self.vectors[alias],
+                                                unit_norm=self.normalisation == "unit")
+        return self._tables[alias]
 
     def interventions(
         self,

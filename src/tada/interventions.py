@@ -8,6 +8,7 @@ strength 0 is bitwise identical to no steering.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,7 +56,8 @@ class TimestepTable:
     """Per-timestep vectors, interpolated linearly in the model's timestep value.
 
     Storing vectors against timesteps rather than step indices is what lets a vector
-    computed at N steps be applied at any other step count.
+    computed at N steps be applied at any other step count. Lookups are cached per
+    (timestep, device, dtype): a sampler revisits the same timesteps on every run.
     """
 
     def __init__(self, timesteps: torch.Tensor, values: torch.Tensor, unit_norm: bool = False):
@@ -68,6 +70,8 @@ class TimestepTable:
         self.timesteps = timesteps.double()[order]
         self.values = values.float()[order]
         self.unit_norm = unit_norm
+        self._ts = self.timesteps.tolist()
+        self._placed: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._cache: dict[tuple[float, torch.device, torch.dtype], torch.Tensor] = {}
 
     @property
@@ -75,24 +79,26 @@ class TimestepTable:
         return self.values.shape[1]
 
     def at(self, t: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """The vector at timestep ``t`` (clamped to the table's range), cached per call site."""
+        """The vector at timestep ``t`` (clamped to the table's range)."""
         key = (t, device, dtype)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        ts = self.timesteps
-        if len(ts) == 1 or t <= ts[0]:
-            vec = self.values[0]
-        elif t >= ts[-1]:
-            vec = self.values[-1]
+        values = self._placed.get((device, dtype))
+        if values is None:
+            values = self._placed[(device, dtype)] = self.values.to(device=device, dtype=torch.float32)
+        ts = self._ts
+        hi = bisect.bisect_left(ts, t)
+        if hi == 0 or ts[min(hi, len(ts) - 1)] == t:
+            vec = values[min(hi, len(ts) - 1)]
+        elif hi == len(ts):
+            vec = values[-1]
         else:
-            hi = int(torch.searchsorted(ts, torch.tensor(t, dtype=ts.dtype)))
-            lo = hi - 1
-            w = float((t - ts[lo]) / (ts[hi] - ts[lo]))
-            vec = (1.0 - w) * self.values[lo] + w * self.values[hi]
+            weight = (t - ts[hi - 1]) / (ts[hi] - ts[hi - 1])
+            vec = torch.lerp(values[hi - 1], values[hi], weight)
             if self.unit_norm:
                 vec = vec / vec.norm().clamp_min(1e-12)
-        vec = vec.to(device=device, dtype=dtype)
+        vec = vec.to(dtype)
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = vec
@@ -121,6 +127,7 @@ class AddVector(Intervention):
         self.strength = float(strength)
         self.rows = _check_rows(rows)
         self.schedule = schedule
+        self._deltas: dict[tuple, torch.Tensor] = {}
 
     def edit(self, act: torch.Tensor, rows: slice, gain: float, ctx: StepContext) -> torch.Tensor:
         scale = self.strength * gain
@@ -128,8 +135,25 @@ class AddVector(Intervention):
             return act
         if act.shape[-1] != self.table.dim:
             raise TadaError(f"site {ctx.site} has width {act.shape[-1]} but the vector has {self.table.dim}")
-        vec = self.table.at(ctx.timestep, act.device, act.dtype)
-        return _on_rows(act, rows, lambda a: a + scale * vec)
+        return act + self._delta(scale, act, rows, ctx.timestep)
+
+    def _delta(self, scale: float, act: torch.Tensor, rows: slice, t: float) -> torch.Tensor:
+        """``scale * v`` on the selected rows, zero elsewhere, shaped to broadcast over tokens.
+
+        Cached per step layout, so the edit itself is a single broadcast add.
+        """
+        n = act.shape[0]
+        key = (t, scale, rows.start, rows.stop, n, act.device, act.dtype, act.ndim)
+        delta = self._deltas.get(key)
+        if delta is None:
+            vec = scale * self.table.at(t, act.device, act.dtype)
+            shape = (n,) + (1,) * (act.ndim - 2) + (act.shape[-1],)
+            delta = torch.zeros(shape, device=act.device, dtype=act.dtype)
+            delta[rows] = vec
+            if len(self._deltas) > 4096:
+                self._deltas.clear()
+            self._deltas[key] = delta
+        return delta
 
 
 class Renormalize(Intervention):

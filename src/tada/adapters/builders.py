@@ -11,7 +11,6 @@ counts a full model's parameters without allocating it.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import torch
@@ -111,7 +110,6 @@ _PUNCTUATION = tuple(".,!?:;-'\"()[]{}/\\#&+*|_<>=%@~$^`") + ("\n",)
 _TINY_VOCAB_SIZE = 1024
 
 
-@lru_cache(maxsize=None)
 def music_vocabulary(special_tokens: tuple[str, ...]) -> dict[str, int]:
     """Token -> id for the shared music vocabulary, ``special_tokens`` taking ids 0, 1, ...
 
@@ -125,8 +123,8 @@ def music_vocabulary(special_tokens: tuple[str, ...]) -> dict[str, int]:
 def _word_level_backend(special_tokens: tuple[str, ...], unk_token: str) -> Tokenizer:
     """Whole-word tokenizer over :func:`music_vocabulary`; anything else becomes ``unk_token``.
 
-    Case and accents are folded, punctuation and digits become single tokens and newlines
-    are kept as tokens (ACE-Step's prompt template is laid out in lines).
+    Case is folded, punctuation marks and digits become single tokens and newlines are
+    kept as tokens (ACE-Step's prompt template is laid out in lines).
     """
     backend = Tokenizer(WordLevel(music_vocabulary(special_tokens), unk_token=unk_token))
     backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -167,8 +165,6 @@ def _roberta_tokenizer(model_max_length: int) -> RobertaTokenizer:
     """A real ``RobertaTokenizer`` (``<s> ... </s>``, pad id 1 as CLAP expects) over the music vocabulary."""
     specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
     return RobertaTokenizer(
-        vocab=music_vocabulary(specials),
-        merges=[],
         tokenizer_object=_word_level_backend(specials, "<unk>"),
         model_max_length=model_max_length,
     )
@@ -339,16 +335,13 @@ _CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
                     "max_position_embeddings": 128,
                     "projection_dim": 16,
                 },
+                # Real input geometry (256-wide spectrogram, 4x4 patches) so that
+                # ClapFeatureExtractor's 10 s / 64-mel features fit; only its width is tiny.
                 "audio_config": {
-                    "spec_size": 64,
-                    "window_size": 4,
-                    "num_mel_bins": 64,
                     "depths": [1, 1],
                     "num_attention_heads": [2, 2],
                     "patch_embeds_hidden_size": 16,
                     "hidden_size": 32,
-                    "patch_size": 2,
-                    "patch_stride": 2,
                     "projection_dim": 16,
                 },
                 "projection_dim": 16,
@@ -496,8 +489,8 @@ def _build_audioldm2(cfg: dict[str, Any], seed: int) -> DiffusionPipeline:
         vocoder=_seeded(seed, SpeechT5HifiGan, SpeechT5HifiGanConfig(**cfg["vocoder"])),
         tokenizer=_roberta_tokenizer(**cfg["tokenizer"]),
         tokenizer_2=_t5_tokenizer(**cfg["tokenizer_2"]),
-        # Only used to re-rank several waveforms per prompt; its defaults match CLAP's 48 kHz input.
-        feature_extractor=ClapFeatureExtractor(),
+        # Only used to re-rank several waveforms per prompt; cvssp/audioldm2's settings.
+        feature_extractor=ClapFeatureExtractor(frequency_min=50, truncation="rand_trunc"),
         scheduler=_on_cpu(
             DDIMScheduler,
             beta_start=0.0015,
