@@ -111,7 +111,25 @@ def as_table(vector: torch.Tensor | TimestepTable) -> TimestepTable:
     return TimestepTable(torch.zeros(1), vector.reshape(1, -1))
 
 
-class AddVector(Intervention):
+class DirectionIntervention(Intervention):
+    """Shared state of interventions along a (per-timestep) direction with a strength."""
+
+    def __init__(
+        self,
+        direction: torch.Tensor | TimestepTable,
+        strength: float = 1.0,
+        rows: str = "cond",
+        schedule: Schedule = ALWAYS,
+    ):
+        if not math.isfinite(strength):
+            raise TadaError(f"strength must be a finite number, got {strength}")
+        self.table = as_table(direction)
+        self.strength = float(strength)
+        self.rows = _check_rows(rows)
+        self.schedule = schedule
+
+
+class AddVector(DirectionIntervention):
     """Add ``strength * gain * v`` to every token (contrastive activation addition)."""
 
     def __init__(
@@ -121,12 +139,7 @@ class AddVector(Intervention):
         rows: str = "cond",
         schedule: Schedule = ALWAYS,
     ):
-        if not math.isfinite(strength):
-            raise TadaError(f"steering strength must be a finite number, got {strength}")
-        self.table = as_table(vector)
-        self.strength = float(strength)
-        self.rows = _check_rows(rows)
-        self.schedule = schedule
+        super().__init__(vector, strength, rows, schedule)
         self._deltas: dict[tuple, torch.Tensor] = {}
 
     def edit(self, act: torch.Tensor, rows: slice, gain: float, ctx: StepContext) -> torch.Tensor:
@@ -176,22 +189,8 @@ class Renormalize(Intervention):
         return _on_rows(act, rows, rescale)
 
 
-class ProjectOut(Intervention):
+class ProjectOut(DirectionIntervention):
     """Remove ``strength`` of each token's component along a direction (1 = all of it)."""
-
-    def __init__(
-        self,
-        direction: torch.Tensor | TimestepTable,
-        strength: float = 1.0,
-        rows: str = "cond",
-        schedule: Schedule = ALWAYS,
-    ):
-        if not math.isfinite(strength):
-            raise TadaError(f"projection strength must be a finite number, got {strength}")
-        self.table = as_table(direction)
-        self.strength = float(strength)
-        self.rows = _check_rows(rows)
-        self.schedule = schedule
 
     def edit(self, act: torch.Tensor, rows: slice, gain: float, ctx: StepContext) -> torch.Tensor:
         scale = self.strength * gain
