@@ -3,7 +3,8 @@
 Both arms generate the same prompt from the same seed; rounds alternate which arm goes
 first so drift in machine load hits both equally. The steered arm runs a CAA-style
 vector (unit norm per timestep) on the given sites in the conditional pass; the
-reported ratio is median(steered) / median(unsteered).
+reported ratio is the median over rounds of steered / unsteered time, with a
+bootstrap 95% interval; a third arm runs the same hooks at alpha 0.
 
     python benchmarks/steer_overhead.py                      # CPU, random-tiny:ace-step-1.5
     python benchmarks/steer_overhead.py --model random-full:ace-step-1.5 --dtype bf16 --device cuda \\
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import time
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,6 +41,13 @@ def unit_vector_for(model, aliases: list[str], steps: int) -> SteeringVector:
     return SteeringVector(vectors, timesteps, model.family, model.width, concept="benchmark")
 
 
+def bootstrap_ci(values: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the median."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
+    return medians[int(0.025 * n)], medians[int(0.975 * n) - 1]
+
+
 def timed(model, args) -> float:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     sync()
@@ -57,7 +67,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=7.0)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--prompt", default="an upbeat pop song with piano")
     parser.add_argument("--json", default=None, help="also write the summary here")
@@ -68,11 +78,16 @@ def main() -> None:
     aliases = args.sites.split(",") if args.sites else xattn[len(xattn) // 2 - 1: len(xattn) // 2 + 1]
     vector = unit_vector_for(model, aliases, args.steps)
 
-    def steered() -> float:
-        with vector.apply(model, args.alpha):
-            return timed(model, args)
+    def with_vector(alpha: float) -> Callable[[], float]:
+        def run() -> float:
+            with vector.apply(model, alpha):
+                return timed(model, args)
 
-    arms = {"unsteered": lambda: timed(model, args), "steered": steered}
+        return run
+
+    # "hooks only" runs the same hooks at alpha 0 (activations untouched): it separates
+    # the cost of having hooks from the cost of the edit itself.
+    arms = {"unsteered": lambda: timed(model, args), "hooks only": with_vector(0.0), "steered": with_vector(args.alpha)}
     for _ in range(args.warmup):
         for run in arms.values():
             run()
@@ -83,21 +98,25 @@ def main() -> None:
             times[name].append(arms[name]())
 
     med = {name: statistics.median(values) for name, values in times.items()}
-    paired = [s / u for s, u in zip(times["steered"], times["unsteered"])]
+    ratios = {name: [t / u for t, u in zip(times[name], times["unsteered"])] for name in ("hooks only", "steered")}
     summary = {
         "model": args.model, "dtype": args.dtype, "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(), "sites": aliases, "alpha": args.alpha,
         "seconds": args.seconds, "steps": args.steps, "rounds": args.rounds,
-        "median_unsteered_s": med["unsteered"], "median_steered_s": med["steered"],
+        **{f"median_{name.replace(' ', '_')}_s": value for name, value in med.items()},
         "ratio_of_medians": med["steered"] / med["unsteered"],
-        "median_paired_ratio": statistics.median(paired),
+        "median_paired_ratio": statistics.median(ratios["steered"]),
+        "paired_ratio_ci95": bootstrap_ci(ratios["steered"]),
+        "hooks_only_paired_ratio": statistics.median(ratios["hooks only"]),
     }
-    print(f"{'arm':<10} {'median s':>10} {'min s':>10} {'max s':>10}")
+    print(f"{'arm':<11} {'median s':>10} {'min s':>10} {'max s':>10}")
     for name, values in times.items():
-        print(f"{name:<10} {med[name]:>10.4f} {min(values):>10.4f} {max(values):>10.4f}")
-    print(f"steered / unsteered: {summary['ratio_of_medians']:.4f} (ratio of medians), "
-          f"{summary['median_paired_ratio']:.4f} (median of paired ratios)")
+        print(f"{name:<11} {med[name]:>10.4f} {min(values):>10.4f} {max(values):>10.4f}")
+    low, high = summary["paired_ratio_ci95"]
+    print(f"steered / unsteered: {summary['median_paired_ratio']:.4f} median paired ratio "
+          f"(95% CI {low:.4f}-{high:.4f}), {summary['ratio_of_medians']:.4f} ratio of medians; "
+          f"hooks only: {summary['hooks_only_paired_ratio']:.4f}")
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as handle:

@@ -46,9 +46,13 @@ class GuidanceLayout:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepContext:
-    """What every intervention knows about the denoiser call it is running in."""
+    """What every intervention knows about the denoiser call it is running in.
+
+    The engine builds one per denoiser call and sets ``site`` and ``original`` as it
+    walks the sites, so interventions must read it, not keep it.
+    """
 
     step: int
     num_steps: int

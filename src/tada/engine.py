@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
@@ -169,7 +169,8 @@ class HookEngine:
     def _run_stack(self, site: Site, act: torch.Tensor) -> torch.Tensor:
         if self._ctx is None:
             raise TadaError(f"site {site.alias} ran outside a denoiser call; steering has no step context")
-        ctx = replace(self._ctx, site=site.alias, original=act)
+        ctx = self._ctx
+        ctx.site, ctx.original = site.alias, act
         out = act
         for intervention in self._stacks[site].values():
             out = intervention(out, ctx)
