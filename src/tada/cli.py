@@ -9,10 +9,12 @@ from typing import Optional
 
 import typer
 
+from .data.cli import data_app
 from .errors import TadaError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Steer text-to-music diffusion models from the inside.")
+app.add_typer(data_app, name="data")
 
 MODEL_ARG = typer.Argument(..., help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`).")
 DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or float16.")
@@ -176,6 +178,68 @@ def demo(
     typer.echo(f"vector:    {vector_path}")
     typer.echo(f"unsteered: {plain.save(out / 'unsteered.wav')}")
     typer.echo(f"steered:   {steered.save(out / f'{concept}_alpha{alpha:g}.wav')}  ({concept} x {alpha:g})")
+
+
+@app.command()
+def score(
+    audio: list[Path] = typer.Argument(..., help="Sound files to score (any rate; resampled to 16 kHz)."),
+    text: list[str] = typer.Option(..., "--text", help="A text probe, e.g. 'a piano song'; repeat for more."),
+    json_: bool = typer.Option(False, "--json", help="Print a JSON list of {audio, text, similarity}."),
+    weights: Optional[Path] = typer.Option(None, help="Scorer weights directory (default: the shipped weights)."),
+) -> None:
+    """Text-audio similarity (cosine in the offline scorer's shared space) of each file to each text."""
+    import json
+
+    from .scorer import Scorer
+
+    for probe in text:
+        if not probe.strip():
+            raise TadaError("--text is empty: give a description such as 'a piano song'")
+    for path in audio:
+        if not path.is_file():
+            raise TadaError(f"audio file {path} does not exist")
+    scorer = Scorer.load(weights)
+    sims = scorer.similarity_files(audio, text)
+    rows = [{"audio": str(path), "text": probe, "similarity": round(float(sims[i, j]), 6)}
+            for i, path in enumerate(audio) for j, probe in enumerate(text)]
+    if json_:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    width = max(len("text"), *(len(probe) for probe in text))
+    typer.echo(f"{'similarity':>10}  {'text':{width}}  audio")
+    for row in rows:
+        typer.echo(f"{row['similarity']:>10.4f}  {row['text']:{width}}  {row['audio']}")
+
+
+scorer_app = typer.Typer(no_args_is_help=True, help="Train the offline text-audio scorer.")
+app.add_typer(scorer_app, name="scorer")
+
+
+@scorer_app.command("train")
+def scorer_train(
+    corpus: Path = typer.Option(..., help="Corpus directory (labels.jsonl and audio), from `tada data make`."),
+    config: Path = typer.Option(Path("configs/scorer.json"), help="Training configuration (JSON)."),
+    out: Path = typer.Option(..., help="Output directory: caches, checkpoint, loss.png, model/; resumes."),
+    device: str = DEVICE_OPT,
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    until_step: Optional[int] = typer.Option(None, help="Stop (with a checkpoint) at this step; run again to go on."),
+    time_limit: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+) -> None:
+    """Train the scorer (seeded, resumable; caches mels and caption embeddings in OUT)."""
+    import torch
+
+    from .scorer.train import train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    trainer = train(corpus, config, out, device=device, until_step=until_step,
+                    time_limit=None if time_limit is None else 60 * time_limit)
+    total = trainer.config["steps"]
+    if trainer.step >= total:
+        typer.echo(f"trained {total} steps: model in {out / 'model'}, curves in {out / 'loss.png'}")
+    else:
+        typer.echo(f"stopped at step {trainer.step}/{total} (checkpoint in {out / 'checkpoint'}); "
+                   "run the same command again to continue")
 
 
 def _quiet_libraries() -> None:

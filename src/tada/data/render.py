@@ -37,6 +37,17 @@ def find_soundfont(path: str | None = None) -> str:
     raise TadaError("no General MIDI soundfont found: install fluid-soundfont-gm (run `make setup`)")
 
 
+def check_tools(soundfont: str | None = None) -> str:
+    """Fail with one clear line if FluidSynth, a soundfont or espeak-ng is missing."""
+    try:
+        import fluidsynth  # noqa: F401
+    except (ImportError, OSError) as exc:
+        raise TadaError(f"FluidSynth is not available ({exc}); install fluidsynth (run `make setup`)") from None
+    if shutil.which(ESPEAK) is None:
+        raise TadaError("espeak-ng is not installed (run `make setup`)")
+    return find_soundfont(soundfont)
+
+
 class Renderer:
     """Renders clip specifications to mono float32 audio at ``SAMPLE_RATE``.
 
@@ -47,14 +58,10 @@ class Renderer:
     """
 
     def __init__(self, soundfont: str | None = None):
-        try:
-            import fluidsynth
-        except (ImportError, OSError) as exc:
-            raise TadaError(f"FluidSynth is not available ({exc}); install fluidsynth (run `make setup`)") from None
-        if shutil.which(ESPEAK) is None:
-            raise TadaError("espeak-ng is not installed (run `make setup`)")
+        self.soundfont = check_tools(soundfont)
+        import fluidsynth
+
         self._fluidsynth = fluidsynth
-        self.soundfont = find_soundfont(soundfont)
         self._keeper, _ = self._new_synth()
         self._write = fluidsynth._fl.fluid_synth_write_float
         self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,

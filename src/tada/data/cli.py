@@ -1,0 +1,26 @@
+"""`tada data ...`: build the labelled procedural corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+data_app = typer.Typer(no_args_is_help=True, help="Build the labelled procedural music corpus.")
+
+
+@data_app.command("make")
+def make(
+    n: int = typer.Option(..., help="Number of clips."),
+    seed: int = typer.Option(0, help="Seed of the first clip; clip i has seed SEED + i."),
+    out: Path = typer.Option(..., help="Corpus directory (audio/ and labels.jsonl); resumes if partly built."),
+    workers: int = typer.Option(2, help="Rendering processes."),
+    soundfont: Optional[str] = typer.Option(None, help="General MIDI .sf2 (default: FluidR3_GM from Debian)."),
+) -> None:
+    """Render N labelled clips with FluidSynth and espeak-ng."""
+    from .corpus import make_corpus
+
+    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont)
+    typer.echo(f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
+               f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)")

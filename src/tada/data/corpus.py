@@ -1,0 +1,135 @@
+"""The labelled corpus: ``audio/<id>.wav`` clips plus ``labels.jsonl``, built in parallel.
+
+Clip ``i`` of a corpus made with ``seed=S`` has seed ``S + i`` and is fully determined
+by it, so disjoint seed ranges give disjoint training and held-out sets. Workers write
+each WAV atomically; the parent appends its label line only after the WAV is in place.
+A killed run, started again, keeps every clip that has both and renders the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from ..errors import TadaError
+from .attributes import SAMPLE_RATE, ClipSpec, sample_spec
+from .captions import caption
+from .render import Renderer, check_tools
+
+LABELS = "labels.jsonl"
+_renderer: Renderer | None = None
+
+
+def clip_id(seed: int) -> str:
+    return f"clip-{seed:09d}"
+
+
+def label(spec: ClipSpec, path: str) -> dict[str, Any]:
+    """The labels.jsonl record of one clip (``spec`` keeps what re-rendering needs)."""
+    return {
+        "id": spec.id, "path": path, "caption": caption(spec), "bpm": spec.bpm, "mode": spec.mode,
+        "genre": spec.genre, "instruments": spec.instruments, "vocals": spec.vocals, "seed": spec.seed,
+        "spec": spec.to_json(),
+    }
+
+
+def render_spec(spec: ClipSpec, soundfont: str | None = None) -> np.ndarray:
+    """Render one clip specification in this process (e.g. a clip with an instrument swapped)."""
+    global _renderer
+    if _renderer is None or (soundfont and _renderer.soundfont != soundfont):
+        _renderer = Renderer(soundfont)
+    return _renderer.render(spec)
+
+
+def _init_worker(soundfont: str | None) -> None:
+    global _renderer
+    _renderer = Renderer(soundfont)
+
+
+def _make_clip(job: tuple[int, str]) -> dict[str, Any]:
+    seed, out = job
+    spec = sample_spec(seed, clip_id(seed))
+    relative = f"audio/{spec.id}.wav"
+    target = Path(out) / relative
+    tmp = target.with_name(target.name + ".tmp.wav")
+    sf.write(tmp, render_spec(spec), SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp, target)
+    return label(spec, relative)
+
+
+def read_labels(out: str | Path) -> list[dict[str, Any]]:
+    """Complete label lines whose audio exists (a torn last line from a kill is dropped)."""
+    path = Path(out) / LABELS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (Path(out) / record["path"]).is_file():
+            records.append(record)
+    return records
+
+
+@dataclass
+class CorpusReport:
+    clips: int
+    rendered: int
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else float("inf")
+
+
+def _write_labels(out: Path, records: list[dict[str, Any]]) -> None:
+    tmp = out / (LABELS + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, out / LABELS)
+
+
+def _jobs(todo: list[int], out: Path) -> Iterator[tuple[int, str]]:
+    for seed in todo:
+        yield seed, str(out)
+
+
+def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont: str | None = None,
+                progress: bool = True) -> CorpusReport:
+    """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done)."""
+    if n < 1:
+        raise TadaError("the corpus needs at least one clip (--n)")
+    out = Path(out)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    wanted = {clip_id(s): s for s in range(seed, seed + n)}
+    done = [r for r in read_labels(out) if r["id"] in wanted]
+    done_ids = {r["id"] for r in done}
+    _write_labels(out, done)
+    todo = [s for cid, s in wanted.items() if cid not in done_ids]
+    start = time.perf_counter()
+    if todo:
+        check_tools(soundfont)  # fail fast, with one clear line, if FluidSynth or espeak-ng is missing
+        # spawn, not fork: a forked child of a process that already runs FluidSynth threads can deadlock
+        context = mp.get_context("spawn")
+        with context.Pool(max(1, workers), initializer=_init_worker, initargs=(soundfont,)) as pool, \
+                (out / LABELS).open("a", encoding="utf-8") as labels:
+            results = pool.imap_unordered(_make_clip, _jobs(todo, out), chunksize=2)
+            for record in tqdm(results, total=len(todo), desc="rendering corpus", unit="clip", disable=not progress):
+                labels.write(json.dumps(record) + "\n")
+                labels.flush()
+    wall = time.perf_counter() - start
+    records = sorted(read_labels(out), key=lambda r: r["seed"])
+    _write_labels(out, records)
+    seconds = len(todo) * sample_spec(seed).seconds
+    return CorpusReport(len(records), len(todo), seconds, wall)

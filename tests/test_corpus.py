@@ -1,0 +1,102 @@
+"""The procedural corpus: determinism, resume, labels that agree with the audio."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tada.data.attributes import GENRES, INSTRUMENTS, SAMPLE_RATE, Part, sample_spec
+from tada.data.captions import GENRE_WORDS, caption
+from tada.data.corpus import LABELS, make_corpus, read_labels, render_spec
+from tada.data.render import Renderer, render_vocals
+
+
+def test_same_seed_same_clip_across_renderers():
+    spec = sample_spec(11)
+    first = Renderer().render(spec)
+    Renderer().render(sample_spec(3))  # history must not matter
+    again = Renderer().render(spec)
+    assert first.shape == (int(spec.seconds * SAMPLE_RATE),) and first.dtype == np.float32
+    assert np.array_equal(first, again) and np.abs(first).max() > 0.1
+    assert sample_spec(11) == spec and sample_spec(12) != spec
+
+
+def test_corpus_labels_and_resume(tmp_path):
+    out = tmp_path / "corpus"
+    report = make_corpus(6, 100, out, workers=2, progress=False)
+    assert report.clips == report.rendered == 6
+    records = read_labels(out)
+    assert [r["seed"] for r in records] == list(range(100, 106))
+    for record in records:
+        assert set(record) >= {"id", "path", "caption", "bpm", "mode", "genre", "instruments", "vocals", "seed"}
+        audio, rate = sf.read(out / record["path"])
+        assert rate == SAMPLE_RATE and audio.ndim == 1 and len(audio) == 5 * SAMPLE_RATE
+        assert record["vocals"] is None or set(record["vocals"]) == {"gender", "style"}
+    victim = records[2]
+    original = sf.read(out / victim["path"], dtype="int16")[0]
+    (out / victim["path"]).unlink()
+    lines = (out / LABELS).read_text().splitlines()
+    (out / LABELS).write_text("\n".join(lines[:4]) + "\n" + lines[4][:25])  # a torn line, as after a kill
+    report = make_corpus(6, 100, out, workers=1, progress=False)
+    assert report.rendered == 3 and report.clips == 6  # clip 2 (no audio), 4 (torn), 5 (lost line)
+    assert np.array_equal(sf.read(out / victim["path"], dtype="int16")[0], original)
+    assert [json.loads(line)["seed"] for line in (out / LABELS).read_text().splitlines()] == list(range(100, 106))
+
+
+@pytest.mark.parametrize("bpm", [70, 100, 128, 160])
+def test_drum_tempo_matches_label(bpm):
+    spec = replace(sample_spec(5), genre="rock", bpm=bpm, parts=(Part("drums", "drums"),), vocals=None, seconds=8.0)
+    audio = render_spec(spec)
+    onset = librosa.onset.onset_strength(y=audio, sr=SAMPLE_RATE)
+    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE))[0])
+    ratios = [tempo / (bpm * k) for k in (0.5, 1.0, 2.0)]
+    assert min(abs(r - 1) for r in ratios) < 0.06, (bpm, tempo)
+
+
+def test_female_voices_sit_higher_than_male():
+    medians = {}
+    for gender in ("female", "male"):
+        f0s = []
+        for seed in range(4):
+            spec = replace(sample_spec(seed), vocals={"gender": gender, "style": "sung"})
+            voice = render_vocals(spec)
+            f0, voiced, _ = librosa.pyin(voice, fmin=70, fmax=500, sr=SAMPLE_RATE, frame_length=1024)
+            f0s.append(np.nanmedian(f0[voiced]))
+        medians[gender] = f0s
+    assert all(f > m for f, m in zip(medians["female"], medians["male"])), medians
+
+
+def test_rap_is_denser_than_singing():
+    def onsets(style: str) -> int:
+        spec = replace(sample_spec(7), bpm=100, vocals={"gender": "male", "style": style})
+        voice = render_vocals(spec)
+        return len(librosa.onset.onset_detect(y=voice, sr=SAMPLE_RATE))
+
+    assert onsets("rap") > 1.5 * onsets("sung")
+
+
+def test_attributes_cover_every_concept_and_captions_name_them():
+    specs = [sample_spec(s) for s in range(600)]
+    instruments = {i for s in specs for i in s.instruments}
+    assert {"piano", "violin", "acoustic guitar", "electric guitar", "drums"} <= instruments
+    assert {s.genre for s in specs} == set(GENRES)
+    assert {s.mode for s in specs} == {"major", "minor"}
+    assert min(s.bpm for s in specs) <= 70 and max(s.bpm for s in specs) >= 170
+    vocals = {(s.vocals["gender"], s.vocals["style"]) for s in specs if s.vocals}
+    assert vocals == {("female", "sung"), ("male", "sung"), ("female", "rap"), ("male", "rap")}
+    piano_share = {g: np.mean(["piano" in s.instruments for s in specs if s.genre == g]) for g in GENRES}
+    assert min(piano_share.values()) > 0.15  # piano is not tied to a genre
+    texts = [caption(s) for s in specs]
+    assert len(set(texts)) > 590
+    for spec, text in zip(specs, texts):
+        low = text.lower()
+        assert any(w.lower() in low for w in GENRE_WORDS[spec.genre])
+        for other in ("jazz", "rock", "classical", "electronic"):
+            if other != spec.genre:
+                assert other not in low, (spec.genre, text)
+    assert all(name in INSTRUMENTS for s in specs for p in s.parts for name in [p.instrument])
