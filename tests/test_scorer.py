@@ -54,11 +54,12 @@ def corpus(tmp_path_factory):
         piano = i % 2 == 0
         path = f"audio/clip-{i}.wav"
         sf.write(root / path, tone(220 * (1 + i % 4), 1.5, seed=i), SR)
+        genre, instrument = ("jazz", "piano") if piano else ("rock", "violin")
+        vocals = {"gender": "female" if i % 2 else "male", "style": "rap" if i % 4 else "sung"}
         lines.append({
-            "id": f"clip-{i}", "path": path, "caption": f"A {'fast' if i % 3 else 'slow'} {'jazz' if piano else 'rock'} "
-            f"song with {'piano' if piano else 'violin'}", "bpm": 80 + 10 * i, "mode": "major" if i % 2 else "minor",
-            "genre": "jazz" if piano else "rock", "instruments": ["piano"] if piano else ["violin", "drums"],
-            "vocals": None if i % 3 == 0 else {"gender": "female" if i % 2 else "male", "style": "rap" if i % 4 else "sung"},
+            "id": f"clip-{i}", "path": path, "caption": f"A {'fast' if i % 3 else 'slow'} {genre} song, {instrument}",
+            "bpm": 80 + 10 * i, "mode": "major" if i % 2 else "minor", "genre": genre,
+            "instruments": ["piano"] if piano else ["violin", "drums"], "vocals": None if i % 3 == 0 else vocals,
             "seed": i,
         })
     (root / "labels.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -75,11 +76,14 @@ def tiny_config(**overrides):
 # -- features ----------------------------------------------------------------------------
 def test_features_shape_and_determinism():
     wave = features.to_mono_16k(tone(440), SR)
-    mel = features.log_mel(wave)
-    assert mel.shape == (features.N_MELS, SR // features.HOP + 1)
-    assert torch.equal(mel, features.log_mel(wave)) and torch.isfinite(mel).all()
+    feats = features.clip_features(wave)
+    assert feats.shape == (features.N_MELS + features.N_CHROMA, SR // features.HOP + 1)
+    assert torch.equal(feats, features.clip_features(wave)) and torch.isfinite(feats).all()
     stereo = np.stack([tone(440), tone(440)])
-    assert torch.allclose(features.log_mel(features.to_mono_16k(stereo, SR)), mel)
+    assert torch.allclose(features.clip_features(features.to_mono_16k(stereo, SR)), feats)
+    chroma = features.chroma(wave)
+    assert chroma.max() <= 1 and chroma.mean(-1).argmax() == 9  # A
+    assert features.chroma(torch.zeros(SR)).abs().max() == 0
 
 
 def test_other_rates_are_resampled():

@@ -2,9 +2,10 @@
 
 ``similarity`` is the cosine between a clip's and a text's shared-space embeddings
 (CLAP-style alignment to a probe such as "a piano song"). ``preservation_distance`` is
-the LPAPS idea: each conv block's activations are unit-normalised over channels at every
-(mel, time) position, and the squared difference between two clips is averaged over
-channels, mels and time, then summed over blocks; 0 for identical clips, symmetric.
+the LPAPS idea: each mel conv block's activations (and the chroma filters') are
+unit-normalised over channels at every (frequency, time) position, and the squared
+difference between two clips is averaged over channels, frequency and time, then summed
+over layers; 0 for identical clips, symmetric.
 """
 
 from __future__ import annotations
@@ -63,19 +64,19 @@ class Scorer:
             self._encoder = SentenceEncoder()
         return self._encoder
 
-    def _mels(self, audio: Audio | Sequence[Audio], sr: int) -> list[torch.Tensor]:
-        return [features.log_mel(features.to_mono_16k(clip, sr)).to(self.device) for clip in _clips(audio)]
+    def _features(self, clip: Audio, sr: int) -> torch.Tensor:
+        return features.clip_features(features.to_mono_16k(clip, sr)).to(self.device)
 
     @torch.no_grad()
     def embed_audio(self, audio: Audio | Sequence[Audio], sr: int) -> torch.Tensor:
         """Unit-norm embeddings ``(clips, dim)``; clips of equal length are run together, BATCH at a time."""
-        mels = self._mels(audio, sr)
-        out = torch.empty(len(mels), self.model.config.embed_dim, device=self.device)
-        for frames in {m.shape[-1] for m in mels}:
-            same = [i for i, m in enumerate(mels) if m.shape[-1] == frames]
+        feats = [self._features(clip, sr) for clip in _clips(audio)]
+        out = torch.empty(len(feats), self.model.config.embed_dim, device=self.device)
+        for frames in {f.shape[-1] for f in feats}:
+            same = [i for i, f in enumerate(feats) if f.shape[-1] == frames]
             for start in range(0, len(same), BATCH):
                 rows = same[start:start + BATCH]
-                out[rows] = self.model.audio_embedding(torch.stack([mels[i] for i in rows]))
+                out[rows] = self.model.audio_embedding(torch.stack([feats[i] for i in rows]))
         return out.cpu()
 
     @torch.no_grad()
@@ -94,10 +95,10 @@ class Scorer:
     @torch.no_grad()
     def preservation_distance(self, a: Audio, b: Audio, sr: int) -> float:
         """LPAPS-like distance between two clips; the longer one is cropped to the shorter's length."""
-        mel_a, mel_b = (features.log_mel(features.to_mono_16k(clip, sr)).to(self.device) for clip in (a, b))
-        frames = min(mel_a.shape[-1], mel_b.shape[-1])
-        layers_a = self.model.layer_features(mel_a[None, :, :frames])
-        layers_b = self.model.layer_features(mel_b[None, :, :frames])
+        feat_a, feat_b = self._features(a, sr), self._features(b, sr)
+        frames = min(feat_a.shape[-1], feat_b.shape[-1])
+        layers_a = self.model.layer_features(feat_a[None, :, :frames])
+        layers_b = self.model.layer_features(feat_b[None, :, :frames])
         total = 0.0
         for fa, fb in zip(layers_a, layers_b):
             diff = F.normalize(fa, dim=1, eps=1e-8) - F.normalize(fb, dim=1, eps=1e-8)

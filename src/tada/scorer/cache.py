@@ -1,9 +1,10 @@
-"""Per-corpus caches of log-mels and caption embeddings, so training epochs skip audio decoding and MiniLM.
+"""Per-corpus caches of clip features and caption embeddings, so epochs skip audio decoding and MiniLM.
 
 Both are ``safetensors`` files in the training output directory, stamped with a
 fingerprint of ``labels.jsonl`` and the feature settings; a stale cache (other corpus,
-other settings) is rebuilt rather than used. Mels are stored as float16 (log values,
-~1e-3 relative error) to halve the size; clips are cropped to the corpus's shortest clip.
+other settings) is rebuilt rather than used. Features are stored as float16 (log-mels
+and [0, 1] chroma, ~1e-3 relative error) to halve the size; clips are cropped to the
+corpus's shortest clip.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from . import features
 from .labels import LABELS, Clip
 from .text import SentenceEncoder
 
-MELS = "mels.safetensors"
+FEATURES = "features.safetensors"
 TEXT = "captions.safetensors"
 
 
 @dataclass
 class CorpusCache:
-    mels: torch.Tensor  # (clips, n_mels, time) float16
+    features: torch.Tensor  # (clips, N_FEATURES, time) float16
     caption_index: torch.Tensor  # (clips,) int64 rows of ``captions``
     captions: torch.Tensor  # (unique captions, 384) MiniLM sentence embeddings
 
@@ -37,7 +38,8 @@ class CorpusCache:
 def fingerprint(corpus: str | Path) -> str:
     """Hash of the label file and the feature settings that the cached tensors depend on."""
     digest = hashlib.sha256((Path(corpus) / LABELS).read_bytes())
-    settings = (features.SAMPLE_RATE, features.N_FFT, features.HOP, features.N_MELS, features.F_MIN, features.F_MAX)
+    settings = (features.SAMPLE_RATE, features.N_FFT, features.HOP, features.N_MELS, features.F_MIN, features.F_MAX,
+                features.CHROMA_FFT, features.CHROMA_FLOOR)
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()[:16]
 
@@ -56,10 +58,10 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], stamp: str) -> None:
     os.replace(tmp, path)
 
 
-def _extract_mels(clips: list[Clip], progress: bool) -> torch.Tensor:
-    mels = [features.file_features(clip.path).half() for clip in tqdm(clips, desc="mel features", disable=not progress)]
-    frames = min(m.shape[-1] for m in mels)
-    return torch.stack([m[..., :frames] for m in mels])
+def _extract_features(clips: list[Clip], progress: bool) -> torch.Tensor:
+    feats = [features.file_features(c.path).half() for c in tqdm(clips, desc="clip features", disable=not progress)]
+    frames = min(f.shape[-1] for f in feats)
+    return torch.stack([f[..., :frames] for f in feats])
 
 
 def _embed_captions(clips: list[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,11 +76,11 @@ def load_or_build(corpus: str | Path, clips: list[Clip], directory: str | Path, 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stamp = fingerprint(corpus)
-    mel_path, text_path = directory / MELS, directory / TEXT
-    if _stamp(mel_path) != stamp:
-        _save(mel_path, {"mels": _extract_mels(clips, progress)}, stamp)
+    feature_path, text_path = directory / FEATURES, directory / TEXT
+    if _stamp(feature_path) != stamp:
+        _save(feature_path, {"features": _extract_features(clips, progress)}, stamp)
     if _stamp(text_path) != stamp:
         index, captions = _embed_captions(clips)
         _save(text_path, {"caption_index": index, "captions": captions}, stamp)
     text = load_file(str(text_path))
-    return CorpusCache(load_file(str(mel_path))["mels"], text["caption_index"], text["captions"])
+    return CorpusCache(load_file(str(feature_path))["features"], text["caption_index"], text["captions"])

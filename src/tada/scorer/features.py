@@ -1,8 +1,14 @@
-"""Log-mel features at one fixed rate, so every clip the scorer sees is measured alike.
+"""Log-mel and chroma features at one fixed rate, so every clip the scorer sees is measured alike.
 
-Audio at another rate is resampled to 16 kHz with librosa's soxr resampler (``soxr_hq``)
-before the spectrogram; multi-channel audio is averaged to mono. Empty, too short or
-non-finite audio is refused with a :class:`TadaError` instead of producing a silent NaN score.
+The log-mel (64 bands) carries timbre and rhythm; it cannot resolve semitones below
+about 1 kHz, so harmony (major vs minor) comes from a 12-bin chroma computed from a
+longer STFT, normalised per frame (loudness-free). The model reads both stacked as one
+``(N_FEATURES, time)`` array, mel rows first.
+
+Audio at another rate is resampled to 16 kHz with librosa's soxr resampler
+(``soxr_hq``) before the spectrogram; multi-channel audio is averaged to mono. Empty,
+too short or non-finite audio is refused with a :class:`TadaError` instead of producing
+a silent NaN score.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ N_FFT = 1024
 HOP = 256
 N_MELS = 64
 F_MIN, F_MAX = 20.0, 8_000.0
+N_CHROMA = 12
+CHROMA_FFT = 2048
+N_FEATURES = N_MELS + N_CHROMA
+CHROMA_FLOOR = 1.0  # frame power below this (about -54 dB re a full-scale sine) is not normalised up
 MIN_SECONDS = 0.5
 MAX_CHANNELS = 16
 LOG_FLOOR = 1e-6
@@ -35,8 +45,15 @@ def mel_basis() -> torch.Tensor:
 
 
 @lru_cache(maxsize=1)
-def _window() -> torch.Tensor:
-    return torch.hann_window(N_FFT)
+def chroma_basis() -> torch.Tensor:
+    """librosa's chroma filter bank at A440 tuning, (N_CHROMA, CHROMA_FFT // 2 + 1)."""
+    return torch.from_numpy(librosa.filters.chroma(sr=SAMPLE_RATE, n_fft=CHROMA_FFT, tuning=0.0)).float()
+
+
+def _power(wave: torch.Tensor, n_fft: int) -> torch.Tensor:
+    spec = torch.stft(wave.reshape(-1, wave.shape[-1]).float(), n_fft, HOP, window=torch.hann_window(n_fft),
+                      center=True, return_complex=True)
+    return spec.abs().square()
 
 
 def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
@@ -58,17 +75,27 @@ def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
     if sr != SAMPLE_RATE:
         wave = librosa.resample(wave, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
     if wave.shape[-1] < MIN_SECONDS * SAMPLE_RATE:
-        raise TadaError(f"audio is {wave.shape[-1] / SAMPLE_RATE:.2f} s long; the scorer needs at least {MIN_SECONDS} s")
+        seconds = wave.shape[-1] / SAMPLE_RATE
+        raise TadaError(f"audio is {seconds:.2f} s long; the scorer needs at least {MIN_SECONDS} s")
     return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
 
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
     """Natural-log mel power spectrogram of 16 kHz mono audio: ``(..., frames)`` -> ``(..., N_MELS, time)``."""
-    shape = wave.shape[:-1]
-    spec = torch.stft(wave.reshape(-1, wave.shape[-1]).float(), N_FFT, HOP, window=_window(), center=True,
-                      return_complex=True)
-    mel = torch.matmul(mel_basis(), spec.abs().square())
-    return mel.clamp_min(LOG_FLOOR).log().reshape(*shape, N_MELS, -1)
+    mel = torch.matmul(mel_basis(), _power(wave, N_FFT))
+    return mel.clamp_min(LOG_FLOOR).log().reshape(*wave.shape[:-1], N_MELS, -1)
+
+
+def chroma(wave: torch.Tensor) -> torch.Tensor:
+    """Amplitude chroma of 16 kHz mono audio, ``(..., N_CHROMA, time)`` in [0, 1]: each frame over its largest bin."""
+    power = torch.matmul(chroma_basis(), _power(wave, CHROMA_FFT))
+    power = power / power.amax(dim=-2, keepdim=True).clamp_min(CHROMA_FLOOR)
+    return power.sqrt().reshape(*wave.shape[:-1], N_CHROMA, -1)
+
+
+def clip_features(wave: torch.Tensor) -> torch.Tensor:
+    """What the model reads: log-mel rows then chroma rows, ``(..., N_FEATURES, time)``."""
+    return torch.cat([log_mel(wave), chroma(wave)], dim=-2)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -93,5 +120,5 @@ def load_16k(path: str | Path) -> torch.Tensor:
 
 
 def file_features(path: str | Path) -> torch.Tensor:
-    """Log-mel of a sound file, ``(N_MELS, time)``."""
-    return log_mel(load_16k(path))
+    """Model features of a sound file, ``(N_FEATURES, time)``."""
+    return clip_features(load_16k(path))

@@ -160,15 +160,15 @@ class Trainer:
         rows = self._batch(self.step)
         generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + self.step)
         frames = int(config["crop_seconds"] * SAMPLE_RATE / HOP)
-        mels = augment(self.cache.mels[rows], frames, generator, config["gain_db"], tuple(config["snr_db"]),
-                       config["noise_prob"]).to(self.device)
+        feats = augment(self.cache.features[rows], frames, generator, config["gain_db"], tuple(config["snr_db"]),
+                        config["noise_prob"]).to(self.device)
         caption_ids = self.cache.caption_index[rows]
         sentences = self.cache.captions[caption_ids].to(self.device)
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.step)
         self.model.train()
-        audio, text = self.model.audio_embedding(mels), self.model.text_embedding(sentences)
+        audio, text = self.model.audio_embedding(feats), self.model.text_embedding(sentences)
         parts = _losses(self.model, audio, text, caption_ids.to(self.device), target)
         loss = sum(config["loss_weights"][k] * v for k, v in parts.items())
         self.optimizer.zero_grad(set_to_none=True)
@@ -182,7 +182,7 @@ class Trainer:
         """Validation loss and standard-probe ROC AUCs on the held-out clips (full length, no augmentation)."""
         self.model.eval()
         rows = self.val_idx
-        audio = torch.cat([self.model.audio_embedding(self.cache.mels[rows[i:i + 64]].float().to(self.device))
+        audio = torch.cat([self.model.audio_embedding(self.cache.features[rows[i:i + 64]].float().to(self.device))
                            for i in range(0, len(rows), 64)])
         caption_ids = self.cache.caption_index[rows]
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
