@@ -100,3 +100,16 @@ def test_attributes_cover_every_concept_and_captions_name_them():
             if other != spec.genre:
                 assert other not in low, (spec.genre, text)
     assert all(name in INSTRUMENTS for s in specs for p in s.parts for name in [p.instrument])
+
+
+def test_every_chord_carries_the_mode():
+    from tada.data.compose import PROGRESSIONS, chord_pitches
+
+    for mode, third in (("major", 4), ("minor", 3)):
+        for tonic in range(12):
+            spec = replace(sample_spec(1), mode=mode, tonic=tonic)
+            for prog in PROGRESSIONS[mode]:
+                assert prog[0] == 0  # opens on the tonic
+                for degree in prog:
+                    root, mid, _ = chord_pitches(spec, degree)
+                    assert (mid - root) % 12 == third, (mode, tonic, prog, degree)

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from .attributes import INSTRUMENTS, ClipSpec
 
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+# Every progression opens on the tonic and uses only the degrees whose triads have the
+# mode's own quality (I, IV, V major; i, iv, v minor in natural minor), so a 5-second
+# clip of one to three bars still makes its mode audible in every chord.
 PROGRESSIONS = {
-    "major": ((0, 4, 5, 3), (0, 3, 4, 0), (5, 3, 0, 4), (0, 5, 3, 4), (1, 4, 0, 0)),
-    "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 2), (0, 5, 3, 4)),
+    "major": ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 0, 4, 3)),
+    "minor": ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 0, 4, 3)),
 }
 CHORD_STYLE = {"jazz": "comp", "rock": "eighths", "classical": "arpeggio", "electronic": "sustain",
                "pop": "quarters", "hiphop": "halves", "folk": "strum", "latin": "montuno"}
