@@ -224,6 +224,7 @@ def scorer_train(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     until_step: Optional[int] = typer.Option(None, help="Stop (with a checkpoint) at this step; run again to go on."),
     time_limit: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    export: bool = typer.Option(False, help="Also write OUT/model now, unfinished or not (interim evaluation)."),
 ) -> None:
     """Train the scorer (seeded, resumable; caches mels and caption embeddings in OUT)."""
     import torch
@@ -235,6 +236,8 @@ def scorer_train(
     trainer = train(corpus, config, out, device=device, until_step=until_step,
                     time_limit=None if time_limit is None else 60 * time_limit)
     total = trainer.config["steps"]
+    if export and trainer.step < total:
+        typer.echo(f"exported the step-{trainer.step} weights to {trainer.export()}")
     if trainer.step >= total:
         typer.echo(f"trained {total} steps: model in {out / 'model'}, curves in {out / 'loss.png'}")
     else:

@@ -226,8 +226,14 @@ class Trainer:
         if self.step % config["checkpoint_every"]:
             self._save()
         if self.step >= config["steps"]:
-            self.model.save_pretrained(str(self.out / "model"))
-            (self.out / "model" / PROVENANCE).write_text(json.dumps(self.provenance(), indent=1))
+            self.export()
+
+    def export(self) -> Path:
+        """Write the current weights as a ``from_pretrained`` directory, with their provenance."""
+        target = self.out / "model"
+        self.model.save_pretrained(str(target))
+        (target / PROVENANCE).write_text(json.dumps(self.provenance(), indent=1))
+        return target
 
     def provenance(self) -> dict[str, Any]:
         """What the finished model was trained on: evaluations must use clips outside ``trained_seeds``."""
