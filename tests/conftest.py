@@ -5,6 +5,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import warnings  # noqa: E402
 
 import pytest  # noqa: E402
@@ -50,3 +54,28 @@ def random_vector(model, aliases: list[str], seed: int = 0) -> SteeringVector:
 
 def xattn_aliases(model) -> list[str]:
     return [s.alias for s in model.sites.values() if s.kind == "xattn"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the `tada` console entry point in this process (no re-import of torch: fast)."""
+    from tada.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["tada", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests that set torch's thread count must not change numerics of the tests after them."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import run_cli
+
 MODEL = "random-tiny:stable-audio"
 QUICK = ["--seconds", "1", "--steps", "3"]
 
@@ -18,26 +20,6 @@ def tada(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "tada.cli", *args], capture_output=True, text=True, env=env,
                           timeout=300)
-
-
-def tada_in_process(*args: str) -> subprocess.CompletedProcess:
-    """Run the console entry point in this process (no re-import of torch: fast)."""
-    import contextlib
-    import io
-
-    from tada.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["tada", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -51,7 +33,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 @pytest.fixture(scope="module")
 def vector_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "tempo.safetensors"
-    result = tada_in_process("caa", MODEL, "--concept", "tempo", "--n-pairs", "2", "--sites", "xattn.3,xattn.4", *QUICK,
+    result = run_cli("caa", MODEL, "--concept", "tempo", "--n-pairs", "2", "--sites", "xattn.3,xattn.4", *QUICK,
                   "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "2 sites x 3 timesteps, 2 pairs" in result.stdout
@@ -60,9 +42,9 @@ def vector_file(tmp_path_factory):
 
 
 def test_models_and_sites():
-    listed = tada_in_process("models")
+    listed = run_cli("models")
     assert listed.returncode == 0 and "random-tiny:ace-step-1.5" in listed.stdout and "audioldm2:PATH" in listed.stdout
-    sites = tada_in_process("sites", MODEL, "--kind", "xattn")
+    sites = run_cli("sites", MODEL, "--kind", "xattn")
     assert sites.returncode == 0
     aliases = [line.split()[0] for line in sites.stdout.splitlines()[1:]]
     assert aliases == [f"xattn.{i}" for i in range(8)] and "transformer_blocks.0.attn2" in sites.stdout
@@ -70,11 +52,14 @@ def test_models_and_sites():
 
 def test_generate_and_steer_write_float_wavs(tmp_path, vector_file):
     plain, steered, zero = tmp_path / "plain.wav", tmp_path / "steered.wav", tmp_path / "zero.wav"
-    assert tada("generate", MODEL, "--prompt", "lofi music", *QUICK, "--seed", "7", "--out", str(plain)).returncode == 0
-    result = tada_in_process("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:25", "--renorm", *QUICK,
+    console = tmp_path / "console.wav"  # the installed entry point, in its own process
+    assert tada("generate", MODEL, "--prompt", "lofi music", *QUICK, "--seed", "7", "--out", str(console)).returncode == 0
+    assert sf.info(str(console)).subtype == "FLOAT"
+    assert run_cli("generate", MODEL, "--prompt", "lofi music", *QUICK, "--seed", "7", "--out", str(plain)).returncode == 0
+    result = run_cli("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:25", "--renorm", *QUICK,
                   "--seed", "7", "--out", str(steered))
     assert result.returncode == 0, result.stderr
-    assert tada_in_process("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:0", *QUICK, "--seed", "7",
+    assert run_cli("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:0", *QUICK, "--seed", "7",
                 "--out", str(zero)).returncode == 0
     info = sf.info(str(plain))
     assert info.subtype == "FLOAT"
@@ -84,28 +69,28 @@ def test_generate_and_steer_write_float_wavs(tmp_path, vector_file):
 
 def test_two_vectors_and_a_schedule(tmp_path, vector_file):
     out = tmp_path / "mix.wav"
-    result = tada_in_process("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:10", "--steer",
+    result = run_cli("steer", MODEL, "--prompt", "lofi music", "--steer", f"{vector_file}:10", "--steer",
                   f"{vector_file}:-4", "--schedule", "0-0.5", "--mode", "both", *QUICK, "--out", str(out))
     assert result.returncode == 0, result.stderr and out.exists()
 
 
 def test_bad_inputs_give_one_clear_line(tmp_path, vector_file):
     out = str(tmp_path / "x.wav")
-    assert_one_line_error(tada_in_process("steer", "random-tiny:ace-step-1.5", "--prompt", "p", "--steer", f"{vector_file}:3",
+    assert_one_line_error(run_cli("steer", "random-tiny:ace-step-1.5", "--prompt", "p", "--steer", f"{vector_file}:3",
                                "--out", out), "stable-audio", "ace-step-1.5")
-    assert_one_line_error(tada_in_process("caa", MODEL, "--concept", "banjo", "--out", str(tmp_path / "v.safetensors")),
+    assert_one_line_error(run_cli("caa", MODEL, "--concept", "banjo", "--out", str(tmp_path / "v.safetensors")),
                           "unknown concept 'banjo'")
-    assert_one_line_error(tada_in_process("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:nan", "--out", out),
+    assert_one_line_error(run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:nan", "--out", out),
                           "out of range")
-    assert_one_line_error(tada_in_process("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:3", "--sites", "xattn.0",
+    assert_one_line_error(run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:3", "--sites", "xattn.0",
                                "--out", out), "no site xattn.0")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"garbage")
-    assert_one_line_error(tada_in_process("steer", MODEL, "--prompt", "p", "--steer", f"{corrupt}:3", "--out", out),
+    assert_one_line_error(run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{corrupt}:3", "--out", out),
                           "not a readable safetensors file")
-    assert_one_line_error(tada_in_process("generate", "ace-step-1.5:/no/such/dir", "--prompt", "p", "--out", out),
+    assert_one_line_error(run_cli("generate", "ace-step-1.5:/no/such/dir", "--prompt", "p", "--out", out),
                           "no model directory")
-    assert_one_line_error(tada_in_process("generate", "banana:/x", "--prompt", "p", "--out", out), "unknown model family")
-    assert_one_line_error(tada_in_process("caa", MODEL, "--concept", "piano", "--sites", "xattn.99", "--out",
+    assert_one_line_error(run_cli("generate", "banana:/x", "--prompt", "p", "--out", out), "unknown model family")
+    assert_one_line_error(run_cli("caa", MODEL, "--concept", "piano", "--sites", "xattn.99", "--out",
                                str(tmp_path / "v.safetensors")), "no site 'xattn.99'")
     assert not (tmp_path / "x.wav").exists()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+from conftest import run_cli
 from safetensors.torch import load_file
 
 from tada.errors import TadaError
@@ -172,23 +171,6 @@ def test_training_resumes_to_the_same_weights(corpus, tmp_path):
 
 
 # -- CLI --------------------------------------------------------------------------------------
-def tada(*args: str) -> subprocess.CompletedProcess:
-    """Run the console entry point in this process."""
-    from tada.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["tada", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-
 def one_error_line(result: subprocess.CompletedProcess, fragment: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -199,14 +181,14 @@ def test_cli_score(weights, tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     sf.write(a, tone(220), SR)
     sf.write(b, tone(440), SR)
-    result = tada("score", str(a), str(b), "--text", "a piano song", "--text", "a fast track", "--json",
+    result = run_cli("score", str(a), str(b), "--text", "a piano song", "--text", "a fast track", "--json",
                   "--weights", str(weights))
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["audio"], r["text"]) for r in rows] == [(str(a), "a piano song"), (str(a), "a fast track"),
                                                        (str(b), "a piano song"), (str(b), "a fast track")]
     assert all(-1 <= r["similarity"] <= 1 for r in rows)
-    table = tada("score", str(a), "--text", "a piano song", "--weights", str(weights))
+    table = run_cli("score", str(a), "--text", "a piano song", "--weights", str(weights))
     assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["similarity", "text", "audio"]
 
 
@@ -214,8 +196,8 @@ def test_cli_score_errors(weights, tmp_path):
     good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
     sf.write(good, tone(220), SR)
     bad.write_bytes(b"not audio at all")
-    one_error_line(tada("score", str(tmp_path / "missing.wav"), "--text", "x", "--weights", str(weights)),
+    one_error_line(run_cli("score", str(tmp_path / "missing.wav"), "--text", "x", "--weights", str(weights)),
                    "does not exist")
-    one_error_line(tada("score", str(good), "--text", " ", "--weights", str(weights)), "empty")
-    one_error_line(tada("score", str(bad), "--text", "a piano song", "--weights", str(weights)), "cannot read")
-    one_error_line(tada("score", str(good), "--text", "x", "--weights", str(tmp_path)), "no scorer weights")
+    one_error_line(run_cli("score", str(good), "--text", " ", "--weights", str(weights)), "empty")
+    one_error_line(run_cli("score", str(bad), "--text", "a piano song", "--weights", str(weights)), "cannot read")
+    one_error_line(run_cli("score", str(good), "--text", "x", "--weights", str(tmp_path)), "no scorer weights")
