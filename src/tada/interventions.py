@@ -127,20 +127,20 @@ class DirectionIntervention(Intervention):
         self.strength = float(strength)
         self.rows = _check_rows(rows)
         self.schedule = schedule
+        self._cache: dict[tuple, torch.Tensor] = {}  # per-step tensors derived from the table
+
+    def _cached(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Derived tensors repeat every run (same timesteps), so build each once."""
+        value = self._cache.get(key)
+        if value is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            value = self._cache[key] = make()
+        return value
 
 
 class AddVector(DirectionIntervention):
     """Add ``strength * gain * v`` to every token (contrastive activation addition)."""
-
-    def __init__(
-        self,
-        vector: torch.Tensor | TimestepTable,
-        strength: float = 1.0,
-        rows: str = "cond",
-        schedule: Schedule = ALWAYS,
-    ):
-        super().__init__(vector, strength, rows, schedule)
-        self._deltas: dict[tuple, torch.Tensor] = {}
 
     def edit(self, act: torch.Tensor, rows: slice, gain: float, ctx: StepContext) -> torch.Tensor:
         scale = self.strength * gain
@@ -156,17 +156,14 @@ class AddVector(DirectionIntervention):
         Cached per step layout, so the edit itself is a single broadcast add.
         """
         n = act.shape[0]
-        key = (t, scale, rows.start, rows.stop, n, act.device, act.dtype, act.ndim)
-        delta = self._deltas.get(key)
-        if delta is None:
-            vec = scale * self.table.at(t, act.device, act.dtype)
+
+        def make() -> torch.Tensor:
             shape = (n,) + (1,) * (act.ndim - 2) + (act.shape[-1],)
             delta = torch.zeros(shape, device=act.device, dtype=act.dtype)
-            delta[rows] = vec
-            if len(self._deltas) > 4096:
-                self._deltas.clear()
-            self._deltas[key] = delta
-        return delta
+            delta[rows] = scale * self.table.at(t, act.device, act.dtype)
+            return delta
+
+        return self._cached(("delta", t, scale, rows.start, rows.stop, n, act.device, act.dtype, act.ndim), make)
 
 
 class Renormalize(Intervention):
@@ -196,8 +193,11 @@ class ProjectOut(DirectionIntervention):
         scale = self.strength * gain
         if scale == 0.0:
             return act
-        d = self.table.at(ctx.timestep, act.device, act.dtype)
-        d = d / d.norm().clamp_min(1e-12)
+        def unit() -> torch.Tensor:
+            d = self.table.at(ctx.timestep, act.device, act.dtype)
+            return d / d.norm().clamp_min(1e-12)
+
+        d = self._cached(("unit", ctx.timestep, act.device, act.dtype), unit)
         return _on_rows(act, rows, lambda a: a - scale * (a @ d)[..., None] * d)
 
 
