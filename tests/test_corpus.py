@@ -113,3 +113,27 @@ def test_every_chord_carries_the_mode():
                 for degree in prog:
                     root, mid, _ = chord_pitches(spec, degree)
                     assert (mid - root) % 12 == third, (mode, tonic, prog, degree)
+
+
+def test_every_genre_sounds_the_modes_third_in_every_bar():
+    # On the composed notes, not the chord table: a genre whose comping drops the third
+    # (power chords) would make its clips' mode inaudible.
+    from tada.data.attributes import GENRES
+    from tada.data.compose import Grid, compose, progression, chord_pitches
+
+    for genre in GENRES:
+        for mode, third in (("major", 4), ("minor", 3)):
+            spec = replace(sample_spec(3), genre=genre, mode=mode, tonic=5, vocals=None,
+                           parts=tuple(p for p in sample_spec(3).parts if p.role == "chords"))
+            grid, prog = Grid(spec), progression(spec)
+            notes = compose(spec)
+            for bar in range(grid.n_bars):
+                start, end = bar * grid.bar, (bar + 1) * grid.bar
+                root = chord_pitches(spec, prog[bar % len(prog)])[0]
+                classes = {(n.pitch - root) % 12 for n in notes if start <= n.start < min(end, spec.seconds)}
+                if classes:
+                    assert third in classes, (genre, mode, bar, sorted(classes))
+                    # and no triad of the other quality hides in the voicing (as in a maj7 chord)
+                    other = (0, 7 - third, 7)  # minor triad (0, 3, 7) in major, major (0, 4, 7) in minor
+                    for r in range(12):
+                        assert not {(r + t) % 12 for t in other} <= classes, (genre, mode, bar, sorted(classes))

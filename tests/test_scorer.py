@@ -85,6 +85,17 @@ def test_features_shape_and_determinism():
     assert features.chroma(torch.zeros(SR)).abs().max() == 0
 
 
+def test_chroma_resolves_the_third_of_a_low_chord():
+    # C major vs C minor voiced at C3 (131 Hz), where an STFT chroma smears semitones
+    t = np.arange(2 * SR) / SR
+    def chord(*midi):
+        return features.to_mono_16k(sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t) for m in midi) / 3, SR)
+    major = features.chroma(chord(48, 52, 55)).mean(-1)
+    minor = features.chroma(chord(48, 51, 55)).mean(-1)
+    assert set(major.topk(3).indices.tolist()) == {0, 4, 7} and set(minor.topk(3).indices.tolist()) == {0, 3, 7}
+    assert major[3] < 0.05 and minor[4] < 0.05  # the other third is not lit by leakage
+
+
 def test_other_rates_are_resampled():
     wave = features.to_mono_16k(tone(440, sr=44_100), 44_100)
     assert wave.shape == (SR,)

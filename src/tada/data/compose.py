@@ -81,9 +81,12 @@ class Grid:
         return bar * self.bar + (beat + within / 4) * self.beat
 
 
-def chord_pitches(spec: ClipSpec, degree: int, base: int = 48, sevenths: bool = False) -> list[int]:
+def chord_pitches(spec: ClipSpec, degree: int, base: int = 48, ninths: bool = False) -> list[int]:
+    """The triad on a scale degree (plus its ninth for jazz colour). Not sevenths: a major
+    seventh chord contains a minor triad (C-E-G-B holds E-G-B) and a minor seventh a major
+    one, which blurs the mode; an added ninth keeps the chord's quality unambiguous."""
     scale = SCALES[spec.mode]
-    tones = [0, 2, 4, 6] if sevenths else [0, 2, 4]
+    tones = [0, 2, 4, 8] if ninths else [0, 2, 4]
     out = []
     for t in tones:
         d = degree + t
@@ -104,11 +107,11 @@ def _chords(spec: ClipSpec, idx: int, grid: Grid, prog: tuple[int, ...], rng: ra
     style = CHORD_STYLE[spec.genre]
     notes: list[Note] = []
     for bar in range(grid.n_bars):
-        pitches = chord_pitches(spec, prog[bar % len(prog)], sevenths=spec.genre == "jazz")
+        pitches = chord_pitches(spec, prog[bar % len(prog)], ninths=spec.genre == "jazz")
         pitches = [_fit(p, max(inst.low, 48), max(inst.low + 24, 72)) for p in pitches]
         if style == "eighths":
-            root = pitches[0]
-            hits = [(s, 2, (root, root + 7, root + 12)) for s in range(0, 16, 2)]
+            # Full triads, not power chords: a root-fifth chord has no third and so no mode.
+            hits = [(s, 2, (*pitches, pitches[0] + 12)) for s in range(0, 16, 2)]
         elif style == "comp":
             steps = sorted(rng.sample([0, 2, 3, 6, 7, 10, 11, 14], 3))
             hits = [(s, 2, pitches) for s in steps]

@@ -28,6 +28,8 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/Tim
 ESPEAK = "espeak-ng"
 FEMALE_VOICES = ("f1", "f2", "f3", "f4", "f5")
 MALE_VOICES = ("m1", "m2", "m3", "m4", "m6", "m7")
+DRUM_VOLUME = 80  # MIDI channel volume (CC7) of the drum channel, of 127 (about -8 dB)
+VOICE_LEVEL = 0.8  # vocal RMS relative to the instruments' RMS
 
 
 def find_soundfont(path: str | None = None) -> str:
@@ -98,6 +100,8 @@ class Renderer:
             inst = INSTRUMENTS[part.instrument]
             synth.program_select(channel(idx), sfid, 128 if inst.is_drum else 0,
                                  inst.drum_kit if inst.is_drum else inst.program)
+            if inst.is_drum:  # broadband drums at full volume drown the harmony (and so the mode)
+                synth.cc(channel(idx), 7, DRUM_VOLUME)
         events: list[tuple[int, int, int, int, int]] = []  # (frame, on, channel, pitch, velocity)
         for note in compose(spec):
             events.append((int(note.start * SAMPLE_RATE), 1, channel(note.part), note.pitch, note.velocity))
@@ -125,7 +129,7 @@ class Renderer:
             voice = render_vocals(spec)
             inst_rms = float(np.sqrt(np.mean(mix ** 2))) or 1e-3
             voice_rms = float(np.sqrt(np.mean(voice ** 2))) or 1e-3
-            mix = mix + voice * (1.2 * inst_rms / voice_rms)
+            mix = mix + voice * (VOICE_LEVEL * inst_rms / voice_rms)
         peak = float(np.abs(mix).max())
         return (mix * (0.9 / peak) if peak > 0 else mix).astype(np.float32)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ def fingerprint(corpus: str | Path) -> str:
     """Hash of the label file and the feature settings that the cached tensors depend on."""
     digest = hashlib.sha256((Path(corpus) / LABELS).read_bytes())
     settings = (features.SAMPLE_RATE, features.N_FFT, features.HOP, features.N_MELS, features.F_MIN, features.F_MAX,
-                features.CHROMA_FFT, features.CHROMA_FLOOR)
+                features.CQT_FMIN, features.CQT_OCTAVES, features.CQT_BINS_PER_SEMITONE,
+                features.CHROMA_FLOOR)
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()[:16]
 
@@ -58,8 +60,21 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], stamp: str) -> None:
     os.replace(tmp, path)
 
 
+def _features_one_thread(path: str) -> torch.Tensor:
+    torch.set_num_threads(1)
+    return features.file_features(path).half()
+
+
 def _extract_features(clips: list[Clip], progress: bool) -> torch.Tensor:
-    feats = [features.file_features(c.path).half() for c in tqdm(clips, desc="clip features", disable=not progress)]
+    """Every clip's features, in order, on all cores (the constant-Q chroma is the slow part)."""
+    paths = [str(c.path) for c in clips]
+    workers = min(os.cpu_count() or 1, max(1, len(paths) // 64))
+    bar = dict(desc="clip features", total=len(paths), disable=not progress)
+    if workers == 1:
+        feats = [features.file_features(p).half() for p in tqdm(paths, **bar)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            feats = list(tqdm(pool.imap(_features_one_thread, paths, chunksize=16), **bar))
     frames = min(f.shape[-1] for f in feats)
     return torch.stack([f[..., :frames] for f in feats])
 
