@@ -3,7 +3,7 @@
 Alignment: for each of the nine concepts, the ROC AUC of a probe's similarity between
 clips that have the attribute and clips that have its opposite (``tada.scorer.probes``),
 for the standard probe and for paraphrases worded unlike the corpus captions. Target:
-AUC >= 0.9 for every concept's standard probe.
+AUC >= 0.9 for every concept's standard probe and for every one of its paraphrases.
 
 Preservation: a clip re-rendered with one instrument swapped for another that plays the
 same role (same notes, other timbre) must be closer to the original than a different
@@ -118,7 +118,7 @@ def main() -> None:
         para = [aucs[name][p] for p in test.paraphrases]
         summary[name] = {"n_pos": len(pos), "n_neg": len(neg), "standard": standard,
                          "paraphrases": {p: aucs[name][p] for p in test.paraphrases}}
-        mark = "ok" if standard >= AUC_TARGET else "MISS"
+        mark = "ok" if min(standard, *para) >= AUC_TARGET else "MISS"
         print(f"{name:26s} {len(pos):5d} {len(neg):5d} {standard:9.3f} {min(para):11.3f} / {np.mean(para):.3f}  {mark}")
 
     records = {json.loads(line)["id"]: json.loads(line) for line in (args.corpus / LABELS).read_text().splitlines()
@@ -130,7 +130,8 @@ def main() -> None:
     print(f"preservation: swapped-instrument clip closer than another clip in {kept['rate']:.1%} of "
           f"{kept['trials']} trials (median distance {kept['median_swapped']:.4f} vs {kept['median_other']:.4f})")
 
-    passed = all(s["standard"] >= AUC_TARGET for s in summary.values()) and kept["rate"] >= PRESERVATION_TARGET
+    passed = (all(min(s["standard"], *s["paraphrases"].values()) >= AUC_TARGET for s in summary.values())
+              and kept["rate"] >= PRESERVATION_TARGET)
     print(json.dumps({"clips": len(clips), "auc": summary, "preservation": kept, "passed": passed}))
     sys.exit(0 if passed else 1)
 

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from tada.artifacts import SteeringVector  # noqa: E402
 
-FAMILIES = ("ace-step-1.5", "stable-audio", "audioldm2")
+FAMILIES = ("ace-step-1.5", "stable-audio", "audioldm2", "tada-mini")
 FAST = {"seconds": 1.0, "steps": 4}
 
 warnings.filterwarnings("ignore", message="Should have")  # torchsde's Brownian tree, harmless here

@@ -51,7 +51,7 @@ from transformers import (
     T5Tokenizer,
 )
 
-FAMILIES = ("ace-step-1.5", "stable-audio", "audioldm2")
+FAMILIES = ("ace-step-1.5", "stable-audio", "audioldm2", "tada-mini")
 SIZES = ("tiny", "full")
 
 # --------------------------------------------------------------------------- vocabulary
@@ -433,6 +433,15 @@ _CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+_CONFIGS["tada-mini"] = {
+    "tiny": {
+        "transformer": {"in_channels": 8, "width": 32, "num_layers": 4, "heads": 2, "mlp_ratio": 2, "max_tokens": 160},
+        "autoencoder": {"channels": 16, "latent_channels": 8, "blocks_per_level": 1},
+    },
+    # The published tada-mini architecture (src/tada/mini/weights), here with random weights.
+    "full": {"transformer": {}, "autoencoder": {}},
+}
+
 # AudioLDM2 feeds the projected text through GPT-2 for this many steps (8 in AudioLDM2).
 _AUDIOLDM2_GENERATED_TOKENS = 8
 
@@ -503,10 +512,31 @@ def _build_audioldm2(cfg: dict[str, Any], seed: int) -> DiffusionPipeline:
     )
 
 
+def _build_tada_mini(cfg: dict[str, Any], seed: int) -> Any:
+    from ..mini.autoencoder import MelAutoencoder
+    from ..mini.pipeline import TadaMiniPipeline, default_scheduler
+    from ..mini.transformer import TadaMiniTransformer
+
+    transformer = _seeded(seed, TadaMiniTransformer, **cfg["transformer"])
+    # Trained from zero-initialised output layers (adaLN-zero); a random model with those
+    # zeros would ignore its input, so fill them with small random weights here.
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in transformer.parameters():
+            if not param.is_meta and not param.any():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    return TadaMiniPipeline(
+        transformer=transformer,
+        autoencoder=_seeded(seed, MelAutoencoder, **cfg["autoencoder"]),
+        scheduler=default_scheduler(),
+    )
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any], int], DiffusionPipeline]] = {
     "ace-step-1.5": _build_ace_step,
     "stable-audio": _build_stable_audio,
     "audioldm2": _build_audioldm2,
+    "tada-mini": _build_tada_mini,
 }
 
 

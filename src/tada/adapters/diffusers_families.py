@@ -1,6 +1,6 @@
-"""ACE-Step 1.5, Stable Audio Open and AudioLDM2 through their diffusers pipelines.
+"""ACE-Step 1.5, Stable Audio Open, AudioLDM2 and tada-mini through their diffusers-style pipelines.
 
-One adapter class serves all three; a :class:`FamilySpec` holds the few facts that
+One adapter class serves all four; a :class:`FamilySpec` holds the few facts that
 differ (pipeline class, denoiser attribute, how block paths name a location, guidance
 order, the call's keyword for duration). Nothing about hooks lives here.
 """
@@ -118,7 +118,40 @@ AUDIOLDM2 = FamilySpec(
     default_guidance=3.5,
 )
 
-FAMILY_SPECS: dict[str, FamilySpec] = {s.name: s for s in (ACE_STEP, STABLE_AUDIO, AUDIOLDM2)}
+def _encode_tada_mini(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
+    states, mask = pipe.encode_prompt(prompts)
+    return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+
+
+TADA_MINI = FamilySpec(
+    name="tada-mini",
+    pipeline_class="tada.mini.pipeline:TadaMiniPipeline",
+    denoiser_attr="transformer",
+    attention_path=re.compile(r"^blocks\.(?P<block>\d+)\.(?P<attn>attn1|attn2)$"),
+    locate=_block_index,
+    guidance_order=("uncond", "cond"),
+    width=lambda d: int(d.config.width),
+    call_kwargs=lambda s, n, g, b: {"audio_length_in_s": s, "num_inference_steps": n, "guidance_scale": g},
+    encode=_encode_tada_mini,
+    sample_rate=lambda p: int(p.sample_rate),
+    default_steps=30,
+    default_guidance=4.0,
+    extra={"default_seconds": 5.0},
+)
+
+FAMILY_SPECS: dict[str, FamilySpec] = {s.name: s for s in (ACE_STEP, STABLE_AUDIO, AUDIOLDM2, TADA_MINI)}
+
+
+def _pipeline_class(name: str) -> Any:
+    """A diffusers pipeline class by name, or ``module:Class`` for one defined elsewhere."""
+    import importlib
+
+    if ":" in name:
+        module, _, cls = name.partition(":")
+        return getattr(importlib.import_module(module), cls)
+    import diffusers
+
+    return getattr(diffusers, name)
 
 
 class DiffusersAdapter(Adapter):
@@ -133,20 +166,19 @@ class DiffusersAdapter(Adapter):
         self.layout = GuidanceLayout(spec.guidance_order)
         self.default_steps = spec.default_steps
         self.default_guidance = spec.default_guidance
+        self.default_seconds = float(spec.extra.get("default_seconds", self.default_seconds))
 
     @classmethod
     def from_pretrained(
         cls, family: str, path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
     ) -> "DiffusersAdapter":
         """Load a diffusers-format pipeline from a local directory (or a cached hub id)."""
-        import diffusers
-
         spec = FAMILY_SPECS[family]
         local = Path(path).expanduser()
         looks_local = str(path).startswith(("/", ".", "~")) or "/" not in str(path) or str(path).count("/") > 1
         if looks_local and not local.is_dir():
             raise TadaError(f"no model directory at {path}")
-        pipeline_cls = getattr(diffusers, spec.pipeline_class)
+        pipeline_cls = _pipeline_class(spec.pipeline_class)
         try:
             pipe = pipeline_cls.from_pretrained(str(local) if local.exists() else str(path), torch_dtype=dtype)
         except (OSError, ValueError, EnvironmentError) as exc:

@@ -1,8 +1,10 @@
-"""Model ids on the command line and in the API: ``FAMILY:PATH`` or ``random-SIZE:FAMILY``."""
+"""Model ids on the command line and in the API: ``tada-mini`` (the bundled model),
+``FAMILY:PATH`` or ``random-SIZE:FAMILY``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,9 +23,20 @@ class ModelKind:
     description: str
 
 
+BUNDLED = "tada-mini"
+
+
+def bundled_weights() -> Path:
+    """Where the package keeps tada-mini's trained weights."""
+    from ..mini import WEIGHTS_DIR
+
+    return WEIGHTS_DIR
+
+
 def model_kinds() -> list[ModelKind]:
     """What `tada models` lists."""
-    kinds = [ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
+    kinds = [ModelKind(BUNDLED, "the bundled text-to-music model, trained by this project (no download)")]
+    kinds += [ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
              for name, spec in FAMILY_SPECS.items()]
     kinds += [ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
               for name in FAMILY_SPECS]
@@ -43,6 +56,12 @@ def load_model(model_id: str, dtype: torch.dtype | str = torch.float32, device: 
     """Build the adapter a model id names."""
     if isinstance(dtype, str):
         dtype = parse_dtype(dtype)
+    if model_id == BUNDLED:
+        weights = bundled_weights()
+        if not (weights / "model_index.json").is_file():
+            raise TadaError(f"tada-mini's weights are not in this installation ({weights}); "
+                            "train them with `tada mini train` or pass tada-mini:PATH")
+        return DiffusersAdapter.from_pretrained(BUNDLED, weights, dtype=dtype, device=device)
     head, sep, tail = model_id.partition(":")
     if not sep or not tail:
         raise TadaError(f"cannot read model id {model_id!r}; use FAMILY:PATH or random-tiny:FAMILY (see `tada models`)")

