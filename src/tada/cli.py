@@ -245,6 +245,37 @@ def scorer_train(
                    "run the same command again to continue")
 
 
+mini_app = typer.Typer(no_args_is_help=True, help="Train tada-mini, the bundled text-to-music model.")
+app.add_typer(mini_app, name="mini")
+
+
+@mini_app.command("train")
+def mini_train(
+    corpus: Path = typer.Option(..., help="Corpus directory (labels.jsonl and audio), from `tada data make`."),
+    config: Path = typer.Option(Path("configs/mini.json"), help="Training configuration (JSON)."),
+    out: Path = typer.Option(..., help="Output directory: one folder per stage, model/ at the end; resumes."),
+    stage: list[str] = typer.Option(["autoencoder", "trainset", "transformer", "export"],
+                                    help="Stages to run, in order (repeat the option)."),
+    device: str = DEVICE_OPT,
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    until_step: Optional[int] = typer.Option(None, help="Stop the transformer stage (with a checkpoint) at this step."),
+    time_limit: Optional[float] = typer.Option(None, help="Stop a training stage (with a checkpoint) after N minutes."),
+) -> None:
+    """Train tada-mini: autoencoder, training set, transformer, export (each resumable, skipped when done)."""
+    import torch
+
+    from .mini.train import train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    result = train(corpus, config, out, tuple(stage), device=device, until_step=until_step,
+                   time_limit=None if time_limit is None else 60 * time_limit)
+    if (result / "model_index.json").is_file():
+        typer.echo(f"tada-mini written to {result} (load it as tada-mini:{result})")
+    else:
+        typer.echo(f"stopped with a checkpoint in {result}; run the same command again to continue")
+
+
 def _quiet_libraries() -> None:
     """Keep library chatter (deprecations, config notes) off the user's terminal."""
     import warnings

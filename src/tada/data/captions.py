@@ -89,9 +89,10 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def caption(spec: ClipSpec) -> str:
-    """A caption for ``spec``, fixed by its seed."""
-    rng = random.Random(f"{spec.seed}-caption")
+def caption(spec: ClipSpec, variant: int = 0) -> str:
+    """A caption for ``spec``, fixed by its seed; other ``variant`` numbers give other wordings
+    of the same attributes (variant 0 is the corpus's label)."""
+    rng = random.Random(f"{spec.seed}-caption" + (f"-{variant}" if variant else ""))
     names = [n for n in spec.instruments if rng.random() < 0.9] or spec.instruments[:1]
     rng.shuffle(names)
     instruments = _join([rng.choice(INSTRUMENT_WORDS[n]) for n in names])

@@ -58,6 +58,7 @@ class TadaMiniPipeline:
         self.autoencoder = autoencoder.eval()
         self.scheduler = scheduler
         self.progress = False
+        self._bar_options: dict[str, object] = {}
 
     # -- diffusers conventions ------------------------------------------------------
     @classmethod
@@ -95,8 +96,10 @@ class TadaMiniPipeline:
         self.autoencoder.to(device)
         return self
 
-    def set_progress_bar_config(self, disable: bool = True) -> None:
+    def set_progress_bar_config(self, disable: bool = True, **tqdm_options: object) -> None:
+        """As diffusers pipelines: ``disable`` plus any tqdm keyword (``desc``, ``leave``, ...)."""
         self.progress = not disable
+        self._bar_options = dict(tqdm_options)
 
     @property
     def device(self) -> torch.device:
@@ -147,7 +150,8 @@ class TadaMiniPipeline:
         cond = self.encode_prompt(prompts)
         states, mask = _pad_cat([self.encode_prompt(negatives), cond]) if guided else cond
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        for t in tqdm(self.scheduler.timesteps, desc="tada-mini", disable=not self.progress, leave=False):
+        bar = {"desc": "tada-mini", "leave": False, **self._bar_options}
+        for t in tqdm(self.scheduler.timesteps, disable=not self.progress, **bar):
             model_in = torch.cat([latents, latents]) if guided else latents
             velocity = self.transformer(model_in, t.expand(model_in.shape[0]), encoder_hidden_states=states,
                                         encoder_attention_mask=mask)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
-
+from ..training.parallel import map_files
 from . import features
 from .labels import LABELS, Clip
 from .text import SentenceEncoder
@@ -60,21 +58,13 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], stamp: str) -> None:
     os.replace(tmp, path)
 
 
-def _features_one_thread(path: str) -> torch.Tensor:
-    torch.set_num_threads(1)
+def _clip_features(path: str) -> torch.Tensor:
     return features.file_features(path).half()
 
 
 def _extract_features(clips: list[Clip], progress: bool) -> torch.Tensor:
     """Every clip's features, in order, on all cores (the constant-Q chroma is the slow part)."""
-    paths = [str(c.path) for c in clips]
-    workers = min(os.cpu_count() or 1, max(1, len(paths) // 64))
-    bar = dict(desc="clip features", total=len(paths), disable=not progress)
-    if workers == 1:
-        feats = [features.file_features(p).half() for p in tqdm(paths, **bar)]
-    else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            feats = list(tqdm(pool.imap(_features_one_thread, paths, chunksize=16), **bar))
+    feats = map_files(_clip_features, [str(c.path) for c in clips], "clip features", progress)
     frames = min(f.shape[-1] for f in feats)
     return torch.stack([f[..., :frames] for f in feats])
 

@@ -11,7 +11,6 @@ probe AUCs plotted in ``loss.png``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import TadaError
-from . import checkpoint
+from ..training import checkpoint
+from ..training.config import check_keys, read_json
+from ..training.schedule import learning_rate
 from .augment import augment
 from .cache import CorpusCache, fingerprint, load_or_build
 from .curves import plot_curves
@@ -41,21 +42,12 @@ _LOSS_KEYS = ("contrastive", "instruments", "genre", "mode", "vocals", "tempo")
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """A training configuration file, checked."""
-    path = Path(path)
-    try:
-        return check_config(json.loads(path.read_text()), str(path))
-    except FileNotFoundError:
-        raise TadaError(f"config file {path} does not exist") from None
-    except ValueError as exc:
-        raise TadaError(f"config file {path} is not valid JSON ({exc})") from None
+    return check_config(read_json(path), str(path))
 
 
 def check_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Every key checked, so a typo fails before hours of training rather than after."""
-    missing = [k for k in _CONFIG_KEYS if k not in config]
-    unknown = [k for k in config if k not in _CONFIG_KEYS]
-    if missing or unknown:
-        raise TadaError(f"{source}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}")
+    check_keys(config, _CONFIG_KEYS, source)
     if sorted(config["loss_weights"]) != sorted(_LOSS_KEYS):
         raise TadaError(f"{source}: loss_weights needs exactly {', '.join(_LOSS_KEYS)}")
     return config
@@ -77,14 +69,6 @@ def _ranges(seeds: list[int]) -> list[list[int]]:
         else:
             runs.append([seed, seed + 1])
     return runs
-
-
-def learning_rate(config: dict[str, Any], step: int) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
-    warm = min(1.0, (step + 1) / max(1, config["warmup_steps"]))
-    progress = min(1.0, step / max(1, config["steps"]))
-    ratio = config["min_lr_ratio"]
-    return config["lr"] * warm * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,

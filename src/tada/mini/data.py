@@ -1,0 +1,181 @@
+"""tada-mini's training data: clip log-mels for the autoencoder, then the carryable training set.
+
+The *training set* (``trainset/``) is everything the transformer stage reads, small enough
+to travel to a GPU machine (about 50 MB for 6,000 clips): the autoencoder's scaled
+latents of every clip (float16), several caption wordings per clip as MiniLM token ids,
+and MiniLM itself cut down to the word pieces those captions use (float16 weights; token
+states differ from the full float32 encoder by about 0.1% in norm). No audio, no
+librosa: the transformer stage needs torch, transformers, diffusers and safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ..errors import TadaError
+
+MELS = "mels.safetensors"
+LATENTS = "latents.safetensors"
+TEXT_DIR = "text_encoder"
+TRAINSET_INFO = "trainset.json"
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _stamp(path: Path) -> str | None:
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return (handle.metadata() or {}).get("fingerprint")
+    except (SafetensorError, OSError):
+        return None
+
+
+# -- clip log-mels (autoencoder stage; needs the corpus audio) -------------------------
+def _clip_mel(path: str) -> torch.Tensor:
+    from ..scorer.features import load_16k
+    from .mel import log_mel
+
+    return log_mel(load_16k(path)).half()
+
+
+def corpus_mels(corpus: str | Path, records: list[dict[str, Any]], cache: str | Path,
+                progress: bool = True) -> torch.Tensor:
+    """Log-mels ``(clips, 80, frames)`` float16 of every labelled clip, cached by a fingerprint of the labels."""
+    from ..training.parallel import map_files
+    from . import mel
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps([r["id"] for r in records]).encode())
+    digest.update((Path(corpus) / "labels.jsonl").read_bytes())
+    digest.update(json.dumps([mel.SAMPLE_RATE, mel.N_FFT, mel.HOP, mel.N_MELS, mel.F_MAX, mel.LOG_FLOOR]).encode())
+    stamp = digest.hexdigest()[:16]
+    path = cache / MELS
+    if _stamp(path) != stamp:
+        mels = map_files(_clip_mel, [str(Path(corpus) / r["path"]) for r in records], "clip mels", progress)
+        frames = min(m.shape[-1] for m in mels)
+        _save(path, {"mels": torch.stack([m[..., :frames] for m in mels])}, {"fingerprint": stamp})
+    return load_file(str(path))["mels"]
+
+
+# -- caption wordings -> MiniLM token ids, and the cut-down encoder ----------------------
+def caption_variants(records: list[dict[str, Any]], per_clip: int) -> list[list[str]]:
+    """``per_clip`` wordings of each clip's attributes; the first is the corpus caption."""
+    from ..data.attributes import ClipSpec
+    from ..data.captions import caption
+
+    out = []
+    for record in records:
+        spec = ClipSpec.from_json(record["spec"])
+        out.append([record["caption"], *(caption(spec, v) for v in range(1, per_clip))])
+    return out
+
+
+def prune_text_encoder(texts: list[str], directory: str | Path) -> dict[str, list[int]]:
+    """Write MiniLM with only the word pieces ``texts`` use (plus the special tokens) to
+    ``directory`` (float16), and return each text's token ids in the pruned vocabulary."""
+    from ..text_encoder import MAX_TOKENS, load_minilm
+
+    tokenizer, model = load_minilm()
+    ids = tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+    used = sorted({t for row in ids for t in row} | set(tokenizer.all_special_ids))
+    remap = {old: new for new, old in enumerate(used)}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state["embeddings.word_embeddings.weight"] = state["embeddings.word_embeddings.weight"][used]
+    config = model.config.to_dict()
+    config["vocab_size"] = len(used)
+    config["pad_token_id"] = remap[tokenizer.pad_token_id]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config, indent=1))
+    _save(directory / "model.safetensors", {k: v.half() for k, v in state.items()},
+          {"format": "pt", "original_ids": json.dumps(used)})
+    return {"ids": [[remap[t] for t in row] for row in ids]}
+
+
+def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu"):
+    """The cut-down MiniLM written by :func:`prune_text_encoder`, in float32, frozen."""
+    from transformers import BertConfig, BertModel
+
+    directory = Path(directory)
+    config = BertConfig(**{k: v for k, v in json.loads((directory / "config.json").read_text()).items()
+                           if k not in ("architectures", "transformers_version")})
+    model = BertModel(config, add_pooling_layer="pooler.dense.weight" in _keys(directory / "model.safetensors"))
+    state = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if [k for k in missing if "position_ids" not in k] or unexpected:
+        raise TadaError(f"text encoder in {directory} does not match BERT: missing {missing}, unexpected {unexpected}")
+    return model.eval().requires_grad_(False).to(device)
+
+
+def _keys(path: Path) -> list[str]:
+    with safe_open(str(path), "pt") as handle:
+        return list(handle.keys())
+
+
+def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[list[str]],
+                   info: dict[str, Any]) -> Path:
+    """The transformer stage's whole input: latents, caption token ids, the cut-down encoder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    per_clip = len(captions[0])
+    flat = [text for wordings in captions for text in wordings] + [""]  # last: the unconditional prompt
+    ids = prune_text_encoder(flat, directory / TEXT_DIR)["ids"]
+    lengths = torch.tensor([len(row) for row in ids], dtype=torch.int32)
+    tokens = torch.tensor([t for row in ids for t in row], dtype=torch.int32)
+    _save(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths},
+          {"captions_per_clip": str(per_clip)})
+    (directory / TRAINSET_INFO).write_text(json.dumps({**info, "clips": int(latents.shape[0]),
+                                                        "captions_per_clip": per_clip}, indent=1))
+    return directory
+
+
+class TrainSet:
+    """A training set read back: latents ``(clips, C, T)`` float32 and each caption's token ids."""
+
+    def __init__(self, directory: str | Path):
+        directory = Path(directory)
+        if not (directory / TRAINSET_INFO).is_file():
+            raise TadaError(f"{directory} is not a tada-mini training set (no {TRAINSET_INFO}); "
+                            "build one with `tada mini train --stage latents`")
+        self.directory = directory
+        self.info = json.loads((directory / TRAINSET_INFO).read_text())
+        tensors = load_file(str(directory / LATENTS))
+        self.latents = tensors["latents"].float()
+        lengths = tensors["lengths"].long()
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        tokens = tensors["tokens"].long()
+        self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+        self.per_clip = int(self.info["captions_per_clip"])
+        if len(self.token_ids) != self.latents.shape[0] * self.per_clip + 1:
+            raise TadaError(f"{directory}: {len(self.token_ids)} captions for {self.latents.shape[0]} clips")
+
+    @torch.no_grad()
+    def token_states(self, device: str | torch.device = "cpu", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every caption's MiniLM token states, flattened ``(tokens, 384)``, and caption offsets ``(captions + 1,)``."""
+        encoder = load_pruned_encoder(self.directory / TEXT_DIR, device)
+        states = []
+        for start in range(0, len(self.token_ids), batch):
+            rows = self.token_ids[start:start + batch]
+            width = max(len(r) for r in rows)
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            mask = torch.zeros(len(rows), width, dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids[i, :len(r)], mask[i, :len(r)] = r, 1
+            hidden = encoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float()
+            states += [hidden[i, :len(r)] for i, r in enumerate(rows)]
+        lengths = torch.tensor([len(r) for r in self.token_ids])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(device)
+        return torch.cat(states), offsets

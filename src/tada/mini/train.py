@@ -1,0 +1,137 @@
+"""Training tada-mini end to end: ``tada mini train --corpus DIR --config configs/mini.json --out DIR``.
+
+Four stages, each resumable and skipped once done, in ``out``:
+
+1. ``autoencoder``  mel autoencoder on the corpus's log-mels    -> ``autoencoder/model``
+2. ``trainset``     latents + caption wordings + cut-down MiniLM -> ``trainset/`` (carryable)
+3. ``transformer``  flow-matching DiT on the training set        -> ``transformer/transformer``
+4. ``export``       the pipeline as a ``from_pretrained`` folder -> ``model/`` (+ ``training.json``)
+
+Stage 3 is the long one; it also runs alone on a GPU machine from the training set
+(``python -m tada.mini.train_transformer``), and its output comes back to stage 4 here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TadaError
+from ..training.config import check_keys, read_json
+from . import train_autoencoder, train_transformer
+
+STAGES = ("autoencoder", "trainset", "transformer", "export")
+TOP_KEYS = ("seed", "autoencoder", "trainset", "transformer")
+TRAINSET_KEYS = ("captions_per_clip",)
+PROVENANCE = "training.json"
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    config = read_json(path)
+    check_keys(config, TOP_KEYS, str(path))
+    check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]")
+    check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]")
+    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]")
+    return config
+
+
+def _records(corpus: str | Path) -> list[dict[str, Any]]:
+    from ..data.corpus import read_labels
+
+    records = read_labels(corpus)
+    if not records:
+        raise TadaError(f"{corpus} has no labelled clips (make one with `tada data make`)")
+    if any("spec" not in r for r in records):
+        raise TadaError(f"{corpus}/labels.jsonl lacks clip specs; regenerate it with `tada data make`")
+    return sorted(records, key=lambda r: r["seed"])
+
+
+def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
+                      time_limit: float | None = None, progress: bool = True):
+    trainer = train_autoencoder.AutoencoderTrainer(corpus, _records(corpus), config["autoencoder"], config["seed"],
+                                                   out / "autoencoder", device=device, progress=progress)
+    trainer.resume()
+    if not (trainer.done and (out / "autoencoder" / "model").is_dir()):
+        trainer.run(time_limit=time_limit)
+    return trainer
+
+
+def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progress: bool = True) -> Path:
+    from .autoencoder import MelAutoencoder
+    from .data import TRAINSET_INFO, caption_variants, corpus_mels, write_trainset
+
+    target = out / "trainset"
+    if (target / TRAINSET_INFO).is_file():
+        return target
+    model_dir = out / "autoencoder" / "model"
+    if not model_dir.is_dir():
+        raise TadaError(f"no trained autoencoder in {model_dir}: run the autoencoder stage first")
+    records = _records(corpus)
+    autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
+    mels = corpus_mels(corpus, records, out / "cache", progress)
+    mels = mels[..., : mels.shape[-1] - mels.shape[-1] % autoencoder.downsample]
+    with torch.no_grad():
+        latents = torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i:i + 32].float()))[0]
+                             for i in range(0, len(mels), 32)]) * autoencoder.config.scaling_factor
+    captions = caption_variants(records, config["trainset"]["captions_per_clip"])
+    info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
+            "latent_std": float(latents.std())}
+    return write_trainset(target, latents, captions, info)
+
+
+def transformer_stage(config: dict[str, Any], out: Path, device: str = "cpu", time_limit: float | None = None,
+                      until_step: int | None = None, progress: bool = True):
+    trainer = train_transformer.TransformerTrainer(out / "trainset", config["transformer"], config["seed"],
+                                                   out / "transformer", device=device, progress=progress)
+    trainer.resume()
+    if not (trainer.done and (out / "transformer" / "transformer").is_dir()):
+        trainer.run(until_step=until_step, time_limit=time_limit)
+    return trainer
+
+
+def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) -> Path:
+    from .autoencoder import MelAutoencoder
+    from .pipeline import TadaMiniPipeline, default_scheduler
+    from .transformer import TadaMiniTransformer
+
+    transformer_dir, autoencoder_dir = out / "transformer" / "transformer", out / "autoencoder" / "model"
+    for needed in (transformer_dir, autoencoder_dir):
+        if not needed.is_dir():
+            raise TadaError(f"{needed} is missing: finish the earlier stages first")
+    pipe = TadaMiniPipeline(TadaMiniTransformer.from_pretrained(transformer_dir),
+                            MelAutoencoder.from_pretrained(autoencoder_dir), default_scheduler())
+    target = target or out / "model"
+    pipe.save_pretrained(target)
+    state = json.loads((out / "transformer" / "checkpoint" / "state.json").read_text())
+    ae_state = json.loads((out / "autoencoder" / "checkpoint" / "state.json").read_text())
+    trainset = json.loads((out / "trainset" / "trainset.json").read_text())
+    provenance = {"config": config, "trainset": trainset,
+                  "autoencoder": {"steps": ae_state["step"], "final_eval": (ae_state["evals"] or [None])[-1]},
+                  "transformer": {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}}
+    (target / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n")
+    return target
+
+
+def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: tuple[str, ...] = STAGES,
+          device: str = "cpu", time_limit: float | None = None, until_step: int | None = None,
+          progress: bool = True) -> Path:
+    config = read_config(config_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        if stage not in STAGES:
+            raise TadaError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    if "autoencoder" in stages:
+        if not autoencoder_stage(corpus, config, out, device, time_limit, progress).done:
+            return out
+    if "trainset" in stages:
+        trainset_stage(corpus, config, out, progress)
+    if "transformer" in stages:
+        if not transformer_stage(config, out, device, time_limit, until_step, progress).done:
+            return out
+    if "export" in stages:
+        return export_stage(config, out)
+    return out

@@ -1,0 +1,116 @@
+"""Stage 1 of tada-mini: the mel autoencoder, trained on the corpus's log-mels (CPU is enough).
+
+L1 reconstruction of per-band normalised log-mels on random crops, plus a small KL term;
+held-out reconstruction error on whole clips every ``eval_every`` steps. When done, the
+latent scaling factor (1 / standard deviation of the latent means over the corpus) is
+measured and the model is saved with the corpus's mel statistics in its config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TadaError
+from ..training.loop import TrainingLoop
+from .autoencoder import MelAutoencoder
+from .data import corpus_mels
+from .mel import MelStats
+
+KEYS = ("model", "steps", "batch_size", "crop_frames", "lr", "min_lr_ratio", "warmup_steps", "kl_weight",
+        "grad_clip", "checkpoint_every", "eval_every", "val_clips")
+
+
+def _stats(mels: torch.Tensor) -> MelStats:
+    """Per-band mean and std over clips and frames, accumulated in chunks (float64)."""
+    total = torch.zeros(mels.shape[1], dtype=torch.float64)
+    square = torch.zeros_like(total)
+    count = 0
+    for start in range(0, mels.shape[0], 256):
+        chunk = mels[start:start + 256].double()
+        total += chunk.sum(dim=(0, 2))
+        square += chunk.square().sum(dim=(0, 2))
+        count += chunk.shape[0] * chunk.shape[2]
+    mean = total / count
+    std = (square / count - mean.square()).clamp_min(1e-6).sqrt()
+    return MelStats(tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist()))
+
+
+class AutoencoderTrainer(TrainingLoop):
+    title = "tada-mini autoencoder"
+
+    def __init__(self, corpus: str | Path, records: list[dict[str, Any]], config: dict[str, Any], seed: int,
+                 out: str | Path, device: str = "cpu", progress: bool = True):
+        self.config = {**config, "seed": seed}
+        super().__init__(out, {"stage": "autoencoder", "config": self.config, "clips": [r["id"] for r in records]},
+                         progress)
+        self.device = torch.device(device)
+        mels = corpus_mels(corpus, records, Path(out).parent / "cache", progress)
+        self.mels = mels[..., : mels.shape[-1] - mels.shape[-1] % 4]
+        n_val = int(config["val_clips"])
+        if len(records) <= n_val + config["batch_size"]:
+            raise TadaError(f"{len(records)} clips are too few for {n_val} held-out clips and batches of "
+                            f"{config['batch_size']}")
+        self.val_rows = list(range(n_val))
+        self.train_rows = list(range(n_val, len(records)))
+        self.stats = _stats(self.mels[self.train_rows])
+        torch.manual_seed(seed)
+        self.model = MelAutoencoder(**config["model"], mel_mean=list(self.stats.mean),
+                                    mel_std=list(self.stats.std)).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config["lr"], weight_decay=0.0)
+
+    def _normalised(self, rows: list[int], start: int | None = None, frames: int | None = None) -> torch.Tensor:
+        mel = self.mels[rows].float()
+        if frames is not None:
+            mel = mel[..., start:start + frames]
+        return self.stats.normalise(mel).to(self.device)
+
+    def train_step(self, generator: torch.Generator) -> dict[str, float]:
+        config = self.config
+        rows = [self.train_rows[i] for i in
+                torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator).tolist()]
+        crop = int(config["crop_frames"])
+        start = int(torch.randint(0, self.mels.shape[-1] - crop + 1, (1,), generator=generator)) // 4 * 4
+        x = self._normalised(rows, start, crop)
+        self.model.train()
+        recon, mean, logvar = self.model(x, generator=_device_generator(generator, self.device))
+        l1 = (recon - x).abs().mean()
+        kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+        loss = l1 + config["kl_weight"] * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config["grad_clip"])
+        self.optimizer.step()
+        return {"l1": float(l1.detach()), "kl": float(kl.detach())}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out L1 of whole clips through the latent means (what generation decodes)."""
+        self.model.eval()
+        errors = []
+        for start in range(0, len(self.val_rows), 32):
+            x = self._normalised(self.val_rows[start:start + 32])
+            errors.append((self.model.decode(self.model.encode(x)[0]) - x).abs().mean(dim=(1, 2)))
+        return {"val_l1": float(torch.cat(errors).mean())}
+
+    @torch.no_grad()
+    def latents(self) -> torch.Tensor:
+        """Every clip's latent mean (unscaled), ``(clips, C, frames // 4)``, on the CPU."""
+        self.model.eval()
+        out = []
+        for start in range(0, self.mels.shape[0], 32):
+            out.append(self.model.encode(self._normalised(list(range(start, min(start + 32, self.mels.shape[0])))))[0].cpu())
+        return torch.cat(out)
+
+    def finish(self) -> None:
+        latents = self.latents()
+        self.model.register_to_config(scaling_factor=float(1.0 / latents.std()))
+        self.model.save_pretrained(self.out / "model")
+
+
+def _device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded from the step's CPU generator (reparameterisation noise)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,164 @@
+"""Stage 3 of tada-mini: the flow-matching diffusion transformer, trained on a training set.
+
+Reads only the training set of :mod:`tada.mini.data` (latents, caption token ids, the
+cut-down MiniLM), so it runs wherever torch, transformers, diffusers and safetensors are:
+on this project's CPU machines in the background, or on a GPU (bf16 autocast) when one is
+lent. Rectified flow: ``x_t = (1 - s) x_0 + s * noise`` with ``s`` drawn logit-normal
+(Esser et al. 2024), target velocity ``noise - x_0``, MSE. Each step picks one of the
+clip's caption wordings, or the empty caption with probability ``caption_dropout`` (so
+classifier-free guidance has an unconditional model). With probability ``crop_prob`` a
+batch is a random shorter window, so clips shorter than the corpus's 5 s work too. An
+exponential moving average of the weights is what gets exported.
+
+Run standalone (``python -m tada.mini.train_transformer --trainset DIR --config F --out DIR``)
+on a machine that has no audio libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import TadaError
+from ..training.loop import TrainingLoop
+from .data import TrainSet
+from .transformer import TadaMiniTransformer
+
+KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
+        "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
+
+
+class _WithEma(nn.Module):
+    """The trained model and its moving average, checkpointed together."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.ema = copy.deepcopy(model).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, decay: float) -> None:
+        for ema, live in zip(self.ema.parameters(), self.model.parameters()):
+            ema.lerp_(live, 1.0 - decay)
+
+
+class TransformerTrainer(TrainingLoop):
+    title = "tada-mini transformer"
+
+    def __init__(self, trainset: str | Path, config: dict[str, Any], seed: int, out: str | Path,
+                 device: str = "cpu", progress: bool = True):
+        self.config = {**config, "seed": seed}
+        self.data = TrainSet(trainset)
+        super().__init__(out, {"stage": "transformer", "config": self.config, "trainset": self.data.info}, progress)
+        self.device = torch.device(device)
+        self.states, self.offsets = self.data.token_states(self.device)
+        self.latents = self.data.latents.to(self.device)
+        clips = self.latents.shape[0]
+        n_val = int(config["val_clips"])
+        if clips <= n_val + config["batch_size"]:
+            raise TadaError(f"{clips} clips are too few for {n_val} held-out clips and batches of {config['batch_size']}")
+        self.val_rows = torch.arange(n_val)
+        self.train_rows = torch.arange(n_val, clips)
+        torch.manual_seed(seed)
+        model = TadaMiniTransformer(in_channels=self.latents.shape[1], **config["model"]).to(self.device)
+        self.model = _WithEma(model)
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
+        rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
+                                            {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
+        self.autocast = self.device.type == "cuda"
+
+    # -- batches ---------------------------------------------------------------------
+    def _text(self, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded token states ``(B, L, 384)`` and mask of the given caption indices."""
+        starts, ends = self.offsets[captions], self.offsets[captions + 1]
+        lengths = (ends - starts).tolist()
+        width = max(lengths)
+        states = torch.zeros(len(lengths), width, self.states.shape[1], device=self.device)
+        mask = torch.zeros(len(lengths), width, dtype=torch.bool, device=self.device)
+        for i, (start, n) in enumerate(zip(starts.tolist(), lengths)):
+            states[i, :n] = self.states[start:start + n]
+            mask[i, :n] = True
+        return states, mask
+
+    def _loss(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor,
+              generator: torch.Generator) -> torch.Tensor:
+        batch = x0.shape[0]
+        sigma = torch.sigmoid(torch.randn(batch, generator=generator)).to(self.device)
+        noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+        states, mask = self._text(captions)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            velocity = network(xt, sigma * 1000.0, encoder_hidden_states=states, encoder_attention_mask=mask)
+        return (velocity.float() - (noise - x0)).square().mean()
+
+    def train_step(self, generator: torch.Generator) -> dict[str, float]:
+        config = self.config
+        rows = self.train_rows[torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator)]
+        wording = torch.randint(self.data.per_clip, (len(rows),), generator=generator)
+        captions = rows * self.data.per_clip + wording
+        dropped = torch.rand(len(rows), generator=generator) < config["caption_dropout"]
+        captions = torch.where(dropped, torch.full_like(captions, len(self.data.token_ids) - 1), captions)
+        x0 = self.latents[rows.to(self.device)]
+        if float(torch.rand(1, generator=generator)) < config["crop_prob"]:
+            frames = x0.shape[-1]
+            length = int(torch.randint(config["min_crop"], frames + 1, (1,), generator=generator))
+            start = int(torch.randint(0, frames - length + 1, (1,), generator=generator))
+            x0 = x0[..., start:start + length]
+        self.model.model.train()
+        loss = self._loss(self.model.model, x0, captions, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.model.parameters(), config["grad_clip"])
+        self.optimizer.step()
+        self.model.update(config["ema_decay"])
+        return {"mse": float(loss.detach())}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out flow-matching loss of the EMA model at fixed noise levels (comparable across steps)."""
+        generator = torch.Generator().manual_seed(12345)
+        self.model.ema.eval()
+        x0 = self.latents[self.val_rows.to(self.device)]
+        captions = self.val_rows * self.data.per_clip
+        losses = [float(self._loss(self.model.ema, x0[i:i + 64], captions[i:i + 64].to(self.device), generator))
+                  for i in range(0, len(x0), 64)]
+        return {"val_mse_ema": sum(losses) / len(losses)}
+
+    def finish(self) -> None:
+        self.export()
+
+    def export(self) -> Path:
+        """The EMA transformer as a ``from_pretrained`` directory (``out/transformer``)."""
+        target = self.out / "transformer"
+        self.model.ema.save_pretrained(target)
+        return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trainset", required=True)
+    parser.add_argument("--config", required=True, help="tada-mini config JSON (its 'transformer' and 'seed')")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds, then checkpoint and stop")
+    parser.add_argument("--until-step", type=int, default=None)
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text())
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    trainer = TransformerTrainer(args.trainset, config["transformer"], config["seed"], args.out, device=args.device)
+    trainer.resume()
+    trainer.run(until_step=args.until_step, time_limit=args.time_limit)
+    print(json.dumps({"step": trainer.step, "last": trainer.history[-1] if trainer.history else None,
+                      "evals": trainer.evals[-3:]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""tada-mini: mel front end, models, pipeline, adapter, training stages (tiny configs, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tada.errors import TadaError
+from tada.mini import mel
+from tada.mini.autoencoder import MelAutoencoder
+from tada.mini.transformer import TadaMiniTransformer
+
+SR = mel.SAMPLE_RATE
+
+
+def chord_wave(midi: tuple[int, ...], seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    wave = sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t + rng.uniform(0, 6)) for m in midi)
+    return (0.3 * wave / len(midi)).astype(np.float32)
+
+
+# -- mel front end ------------------------------------------------------------------------
+def test_log_mel_shape_and_griffin_lim_round_trip():
+    wave = torch.from_numpy(chord_wave((60, 64, 67)))
+    spec = mel.log_mel(wave)
+    assert spec.shape == (mel.N_MELS, mel.frames_for(SR))
+    audio = mel.mel_to_audio(spec)
+    assert audio.shape == (mel.samples_for(spec.shape[-1]),) and torch.isfinite(audio).all()
+    # the rebuilt waveform has the same mel spectrum (phase is free, magnitude is not)
+    rebuilt = mel.log_mel(audio)[:, 2:-2]
+    loud = spec[:, 2:-2] > spec.max() - 6  # bands within ~26 dB of the peak
+    assert (rebuilt - spec[:, 2:-2])[loud].abs().mean() < 0.5
+    assert torch.equal(audio, mel.mel_to_audio(spec))  # deterministic
+
+
+def test_mel_stats_normalise_round_trip():
+    mels = torch.randn(3, mel.N_MELS, 20) * 2 + 1
+    stats = mel.MelStats.measure(mels)
+    normal = stats.normalise(mels[0])
+    assert torch.allclose(stats.denormalise(normal), mels[0], atol=1e-5)
+    assert abs(float(stats.normalise(mels).mean())) < 0.05
+
+
+# -- models -------------------------------------------------------------------------------
+def test_autoencoder_shapes():
+    ae = MelAutoencoder(channels=16, latent_channels=4, blocks_per_level=1)
+    x = torch.randn(2, mel.N_MELS, 50)
+    mean, logvar = ae.encode(x)
+    assert mean.shape == (2, 4, 12) and logvar.shape == mean.shape
+    assert ae.decode(mean).shape == (2, mel.N_MELS, 48)
+
+
+def _tiny_transformer(**kw) -> TadaMiniTransformer:
+    torch.manual_seed(0)
+    model = TadaMiniTransformer(in_channels=4, width=32, num_layers=2, heads=2, mlp_ratio=2, **kw)
+    with torch.no_grad():  # leave adaLN-zero's zero output layers, so inputs matter
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_text_enters_only_through_cross_attention_and_padding_is_ignored():
+    model = _tiny_transformer()
+    x, t = torch.randn(1, 4, 10), torch.tensor([500.0])
+    text = torch.randn(1, 5, 384)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    out = model(x, t, text, mask)
+    assert not torch.allclose(out, model(x, t, torch.randn(1, 5, 384), mask))
+    # padded tokens change nothing
+    padded = torch.cat([text, torch.randn(1, 3, 384)], dim=1)
+    pmask = torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], dim=1)
+    assert torch.allclose(out, model(x, t, padded, pmask), atol=1e-6)
+    # the cross-attention modules are what diffusers calls cross-attention
+    assert all(block.attn2.is_cross_attention and not block.attn1.is_cross_attention for block in model.blocks)
+
+
+def test_fresh_transformer_predicts_zero_velocity():
+    model = TadaMiniTransformer(in_channels=4, width=32, num_layers=1, heads=2)
+    out = model(torch.randn(2, 4, 7), torch.tensor([10.0, 900.0]), torch.randn(2, 3, 384))
+    assert torch.count_nonzero(out) == 0  # adaLN-zero: training starts from the identity flow
+
+
+def test_too_many_tokens_is_refused():
+    with pytest.raises(ValueError):
+        _tiny_transformer(max_tokens=8)(torch.randn(1, 4, 9), torch.tensor([1.0]), torch.randn(1, 2, 384))
+
+
+# -- training stages on a tiny fake corpus -----------------------------------------------
+TINY_CONFIG = {
+    "seed": 0,
+    "autoencoder": {"model": {"channels": 16, "latent_channels": 4, "blocks_per_level": 1, "downsample": 4},
+                    "steps": 4, "batch_size": 2, "crop_frames": 32, "lr": 1e-3, "min_lr_ratio": 0.1,
+                    "warmup_steps": 1, "kl_weight": 1e-4, "grad_clip": 1.0, "checkpoint_every": 2,
+                    "eval_every": 2, "val_clips": 2},
+    "trainset": {"captions_per_clip": 2},
+    "transformer": {"model": {"width": 32, "num_layers": 2, "heads": 2, "mlp_ratio": 2, "max_tokens": 40},
+                    "steps": 4, "batch_size": 2, "lr": 1e-3, "min_lr_ratio": 0.1, "warmup_steps": 1,
+                    "weight_decay": 0.01, "grad_clip": 1.0, "caption_dropout": 0.5, "crop_prob": 0.5,
+                    "min_crop": 4, "ema_decay": 0.9, "checkpoint_every": 2, "eval_every": 2, "val_clips": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def fake_corpus(tmp_path_factory) -> Path:
+    """Eight 1-second chord clips with real clip specs (for caption wordings)."""
+    from tada.data.attributes import sample_spec
+    from tada.data.captions import caption
+    from tada.data.corpus import label
+
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "audio").mkdir()
+    lines = []
+    for seed in range(8):
+        spec = sample_spec(seed)
+        path = f"audio/{spec.id}.wav"
+        sf.write(root / path, chord_wave((60 + seed, 64 + seed, 67 + seed), seed=seed), SR)
+        record = label(spec, path)
+        assert record["caption"] == caption(spec)
+        lines.append(json.dumps(record))
+    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(fake_corpus, tmp_path_factory):
+    from tada.mini.train import train
+
+    out = tmp_path_factory.mktemp("mini")
+    config = out / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    model = train(fake_corpus, config, out / "run", progress=False)
+    return out / "run", config, model
+
+
+def test_training_stages_produce_a_loadable_model(trained):
+    run, _, model = trained
+    assert (model / "model_index.json").is_file() and (run / "autoencoder" / "loss.png").is_file()
+    provenance = json.loads((model / "training.json").read_text())
+    assert provenance["transformer"]["steps"] == 4 and provenance["autoencoder"]["steps"] == 4
+    from tada.mini.autoencoder import MelAutoencoder
+
+    ae = MelAutoencoder.from_pretrained(model / "autoencoder")
+    assert ae.config.scaling_factor > 0 and len(ae.config.mel_mean) == mel.N_MELS
+    # the training set carries latents at unit scale and the pruned text encoder
+    from tada.mini.data import TrainSet
+
+    data = TrainSet(run / "trainset")
+    assert data.latents.shape[:2] == (8, 4) and len(data.token_ids) == 8 * 2 + 1
+    assert len(data.token_ids[-1]) == 2  # the empty caption: [CLS] [SEP]
+
+
+def test_pruned_text_encoder_matches_minilm(trained, fake_corpus):
+    from tada.mini.data import TrainSet, caption_variants
+    from tada.text_encoder import token_states
+
+    run, _, _ = trained
+    data = TrainSet(run / "trainset")
+    states, offsets = data.token_states()
+    records = sorted((json.loads(line) for line in (fake_corpus / "labels.jsonl").read_text().splitlines()),
+                     key=lambda r: r["seed"])
+    wordings = caption_variants(records, 2)
+    for clip, variant in ((0, 0), (5, 1)):
+        row = clip * 2 + variant
+        full, mask = token_states([wordings[clip][variant]])
+        pruned = states[offsets[row]:offsets[row + 1]]
+        assert pruned.shape[0] == int(mask.sum())
+        error = (pruned - full[0, : pruned.shape[0]]).norm(dim=-1) / full[0, : pruned.shape[0]].norm(dim=-1)
+        assert error.max() < 5e-3  # float16 weights only
+    assert wordings[0][0] == records[0]["caption"] and wordings[0][1] != wordings[0][0]
+
+
+def test_resumed_transformer_training_is_bitwise_identical(trained, tmp_path):
+    from tada.mini.train import read_config
+    from tada.mini.train_transformer import TransformerTrainer
+
+    run, config_path, _ = trained
+    config = read_config(config_path)
+    straight = TransformerTrainer(run / "trainset", config["transformer"], 0, tmp_path / "a", progress=False)
+    straight.run()
+    first = TransformerTrainer(run / "trainset", config["transformer"], 0, tmp_path / "b", progress=False)
+    first.run(until_step=3)
+    resumed = TransformerTrainer(run / "trainset", config["transformer"], 0, tmp_path / "b", progress=False)
+    assert resumed.resume() and resumed.step == 3
+    resumed.run()
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+# -- pipeline, adapter and CLI ----------------------------------------------------------------
+def test_pipeline_round_trip_and_steering_surface(trained, tmp_path):
+    from tada.adapters import load_model
+    from tada.mini.pipeline import TadaMiniPipeline
+
+    _, _, model_dir = trained
+    pipe = TadaMiniPipeline.from_pretrained(model_dir)
+    copy_dir = pipe.save_pretrained(tmp_path / "copy")
+    adapter, again = load_model(f"tada-mini:{model_dir}"), load_model(f"tada-mini:{copy_dir}")
+    a = adapter.generate(["a happy piano song", "sad rock"], seconds=1.0, steps=3, seed=7)
+    b = again.generate(["a happy piano song", "sad rock"], seconds=1.0, steps=3, seed=7)
+    assert a.samples.shape == (2, 1, SR) and np.array_equal(a.samples, b.samples)
+    assert adapter.layout.order == ("uncond", "cond") and adapter.width == 32
+    kinds = {s.kind for s in adapter.sites.values()}
+    assert kinds == {"attn", "xattn", "xattn_in"} and "xattn.1" in adapter.sites
+
+
+def test_missing_bundled_weights_and_bad_directories_are_one_line_errors(tmp_path, monkeypatch):
+    import tada.mini
+    from tada.adapters import load_model
+
+    monkeypatch.setattr(tada.mini, "WEIGHTS_DIR", tmp_path / "nothing")
+    with pytest.raises(TadaError, match="weights are not in this installation"):
+        load_model("tada-mini")
+    with pytest.raises(TadaError, match="no model directory"):
+        load_model(f"tada-mini:{tmp_path / 'absent'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TadaError, match="not a tada-mini model directory"):
+        load_model(f"tada-mini:{tmp_path / 'empty'}")
+
+
+def test_generation_length_limits(trained):
+    from tada.adapters import load_model
+
+    adapter = load_model(f"tada-mini:{trained[2]}")
+    assert adapter.generate("a jazz song", seconds=0.5, steps=2).samples.shape == (1, 1, SR // 2)
+    with pytest.raises(TadaError, match="generates between"):
+        adapter.generate("a jazz song", seconds=30, steps=2)
+
+
+def test_cli_generates_with_tada_mini(trained, tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "clip.wav"
+    result = run_cli("generate", f"tada-mini:{trained[2]}", "--prompt", "a calm piano piece", "--seconds", "1",
+                     "--steps", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == SR and len(audio) == SR and np.isfinite(audio).all()
