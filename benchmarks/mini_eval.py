@@ -1,0 +1,180 @@
+"""Acceptance evaluation of tada-mini (the bundled model): prompt adherence, signal checks, CAA, speed.
+
+Held-out prompts: the concept presets' decorations (``"{p}, with piano"``, ``"fast song,
+{p}"``, ...) around neutral base prompts, none of them a caption template of the
+training corpus; every (prompt, seed) pair shares its initial noise between the
+positive and the negative version.
+
+* adherence: per concept, the share of pairs whose positive clip scores higher on the
+  concept's probe than its negative clip (offline scorer). Target >= 85%.
+* signal checks: "fast" vs "slow" median estimated tempo differ by >= 30 BPM; "happy" vs
+  "sad" ordered by the key-mode estimate in >= 75% of pairs; female vs male vocal prompts:
+  higher median F0 in >= 85% of pairs.
+* CAA: a vector per concept (preset pairs, all cross-attention outputs), swept over
+  alphas; the mean probe score over prompts must rise monotonically with alpha, and
+  alpha 0 must be bitwise identical to no steering.
+* speed: seconds to generate a 5 s clip at the default steps on this machine (CPU, all
+  threads); real-time factor = 5 / that.
+
+    python benchmarks/mini_eval.py --model tada-mini --out out/mini-eval [--prompts 10 --seeds 3]
+
+Writes ``report.json`` and ``caa.png`` to --out and exits 0 only if every target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tada import signal_checks
+from tada.adapters import load_model
+from tada.caa import compute_caa
+from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs
+from tada.errors import TadaError
+from tada.scorer import Scorer
+
+ADHERENCE, TEMPO_GAP, MODE_PAIRS, F0_PAIRS = 0.85, 30.0, 0.75, 0.85
+
+
+def generate(model, prompts: list[str], seeds: list[int], batch: int = 8) -> np.ndarray:
+    clips = []
+    for i in range(0, len(prompts), batch):
+        clips.append(model.generate(prompts[i:i + batch], seed=seeds[i:i + batch]).samples[:, 0])
+    return np.concatenate(clips)
+
+
+def speed(model, repeats: int = 3) -> dict[str, float]:
+    model.generate("warm-up", seconds=5.0, seed=0)
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        model.generate("an upbeat pop song with piano", seconds=5.0, seed=r)
+        times.append(time.perf_counter() - start)
+    best = float(np.median(times))
+    return {"seconds_for_5s": best, "realtime_factor": 5.0 / best, "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tada-mini")
+    parser.add_argument("--scorer", default=None, help="scorer weights (default: the bundled ones)")
+    parser.add_argument("--out", type=Path, default=Path("out/mini-eval"))
+    parser.add_argument("--prompts", type=int, default=10, help="base prompts per concept")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--caa-pairs", type=int, default=16)
+    parser.add_argument("--caa-prompts", type=int, default=6)
+    parser.add_argument("--alphas", default="0.5,1,2", help="positive alphas, in units of the sites' median token norm")
+    parser.add_argument("--skip-caa", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    model = load_model(args.model)
+    scorer = Scorer.load(args.scorer)
+    sr = model.sample_rate
+    report: dict = {"model": args.model, "describe": model.describe(), "speed": speed(model)}
+    print(f"speed: 5 s in {report['speed']['seconds_for_5s']:.2f} s (RTF {report['speed']['realtime_factor']:.2f})")
+
+    bases = list(BASE_PROMPTS[: args.prompts])
+    seeds = [1000 + s for s in range(args.seeds)]
+    grid = [(b, s) for b in bases for s in seeds]
+    adherence, clips = {}, {}
+    for name, concept in CONCEPTS.items():
+        pos = generate(model, [concept.positive.format(p=b) for b, _ in grid], [s for _, s in grid])
+        neg = generate(model, [concept.negative.format(p=b) for b, _ in grid], [s for _, s in grid])
+        clips[name] = (pos, neg)
+        sp = scorer.similarity(list(pos), sr, concept.probe)[:, 0].numpy()
+        sn = scorer.similarity(list(neg), sr, concept.probe)[:, 0].numpy()
+        adherence[name] = float(np.mean(sp > sn))
+        print(f"adherence {name:24s} {adherence[name]:.2f}")
+    report["adherence"] = adherence
+
+    fast, slow = clips["tempo"]
+    tempo = {"fast_median_bpm": float(np.median([signal_checks.tempo_bpm(c, sr) for c in fast])),
+             "slow_median_bpm": float(np.median([signal_checks.tempo_bpm(c, sr) for c in slow]))}
+    tempo["gap"] = tempo["fast_median_bpm"] - tempo["slow_median_bpm"]
+    happy, sad = clips["mood"]
+    mh = np.array([signal_checks.mode_score(c, sr) for c in happy])
+    ms = np.array([signal_checks.mode_score(c, sr) for c in sad])
+    mood = {"ordered_pairs": float(np.mean(mh > ms)), "both_right": float(np.mean((mh > 0) & (ms < 0)))}
+    female, male = clips["vocal_gender"]
+    ff = np.array([signal_checks.median_f0(c, sr) for c in female])
+    fm = np.array([signal_checks.median_f0(c, sr) for c in male])
+    f0 = {"higher_pairs": float(np.mean(np.nan_to_num(ff, nan=0) > np.nan_to_num(fm, nan=np.inf))),
+          "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm))}
+    report["signal"] = {"tempo": tempo, "mood": mood, "f0": f0}
+    print(f"tempo gap {tempo['gap']:.1f} BPM; mood ordered {mood['ordered_pairs']:.2f}; F0 {f0['higher_pairs']:.2f}")
+
+    passed = (all(v >= ADHERENCE for v in adherence.values()) and tempo["gap"] >= TEMPO_GAP
+              and mood["ordered_pairs"] >= MODE_PAIRS and f0["higher_pairs"] >= F0_PAIRS)
+
+    if not args.skip_caa:
+        report["caa"], caa_ok = caa_sweep(model, scorer, args)
+        passed = passed and caa_ok
+    report["passed"] = bool(passed)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"passed": report["passed"]}))
+    sys.exit(0 if passed else 1)
+
+
+def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
+    from tada.interventions import Capture
+
+    sites = [s for s in model.sites.values() if s.kind == "xattn"]
+    captures = {site: Capture(rows="cond", reduce="full") for site in sites}
+    with model.engine.add(captures):
+        model.generate("a song", seed=0)
+    unit = float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
+    ks = [float(k) for k in args.alphas.split(",")]
+    alphas = sorted({0.0, *[k * unit for k in ks], *[-k * unit for k in ks]})
+    prompts = list(BASE_PROMPTS[-args.caa_prompts:])  # not the CAA pairs' first prompts
+    seeds = list(range(len(prompts)))
+    plain = generate(model, prompts, seeds)
+    results, ok = {}, True
+    for name, concept in CONCEPTS.items():
+        vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
+        means = []
+        for alpha in alphas:
+            with vector.apply(model, alpha):
+                audio = generate(model, prompts, seeds)
+            if alpha == 0.0 and not np.array_equal(audio, plain):
+                raise TadaError(f"{name}: alpha 0 is not bitwise identical to unsteered generation")
+            means.append(float(scorer.similarity(list(audio), model.sample_rate, concept.probe)[:, 0].mean()))
+        monotonic = bool(np.all(np.diff(means) > 0))
+        results[name] = {"alphas": alphas, "mean_probe": means, "monotonic": monotonic}
+        ok = ok and monotonic
+        print(f"CAA {name:24s} monotonic={monotonic} " + " ".join(f"{m:.3f}" for m in means))
+    _plot(results, unit, args.out / "caa.png")
+    return {"unit_norm": unit, "concepts": results}, ok
+
+
+def _plot(results: dict, unit: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 3, figsize=(11, 9), sharex=True)
+    for ax, (name, r) in zip(axes.flat, results.items()):
+        ax.plot(np.array(r["alphas"]) / unit, r["mean_probe"], "o-")
+        ax.set_title(name, fontsize=9)
+        ax.axvline(0, color="grey", lw=0.5)
+    for ax in axes[-1]:
+        ax.set_xlabel("alpha / median token norm")
+    fig.suptitle("tada-mini: CAA alpha vs mean probe similarity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TadaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
