@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export THP_MEM_ALLOC_ENABLE := 1
 
 .PHONY: setup demo test test-slow bench clean
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# PyTorch's CPU allocator maps large tensors fresh each time; without transparent huge
+# pages every 4 KiB page of them faults on first touch. Training on the 2-core machines
+# measured 1.9-2.5 s/step without this and 1.4 s/step with it (tada scorer train).
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
