@@ -12,34 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from ..errors import TadaError
+from ..training.files import read_stamp, save_stamped
 
 MELS = "mels.safetensors"
 LATENTS = "latents.safetensors"
 TEXT_DIR = "text_encoder"
 TRAINSET_INFO = "trainset.json"
-
-
-def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def _stamp(path: Path) -> str | None:
-    try:
-        with safe_open(str(path), "pt") as handle:
-            return (handle.metadata() or {}).get("fingerprint")
-    except (SafetensorError, OSError):
-        return None
 
 
 # -- clip log-mels (autoencoder stage; needs the corpus audio) -------------------------
@@ -63,10 +49,10 @@ def corpus_mels(corpus: str | Path, records: list[dict[str, Any]], cache: str | 
     digest.update(json.dumps([mel.SAMPLE_RATE, mel.N_FFT, mel.HOP, mel.N_MELS, mel.F_MAX, mel.LOG_FLOOR]).encode())
     stamp = digest.hexdigest()[:16]
     path = cache / MELS
-    if _stamp(path) != stamp:
+    if read_stamp(path) != stamp:
         mels = map_files(_clip_mel, [str(Path(corpus) / r["path"]) for r in records], "clip mels", progress)
         frames = min(m.shape[-1] for m in mels)
-        _save(path, {"mels": torch.stack([m[..., :frames] for m in mels])}, {"fingerprint": stamp})
+        save_stamped(path, {"mels": torch.stack([m[..., :frames] for m in mels])}, stamp)
     return load_file(str(path))["mels"]
 
 
@@ -100,8 +86,8 @@ def prune_text_encoder(texts: list[str], directory: str | Path) -> dict[str, lis
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=1))
-    _save(directory / "model.safetensors", {k: v.half() for k, v in state.items()},
-          {"format": "pt", "original_ids": json.dumps(used)})
+    save_stamped(directory / "model.safetensors", {k: v.half() for k, v in state.items()},
+                 metadata={"format": "pt", "original_ids": json.dumps(used)})
     return {"ids": [[remap[t] for t in row] for row in ids]}
 
 
@@ -135,8 +121,8 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
     ids = prune_text_encoder(flat, directory / TEXT_DIR)["ids"]
     lengths = torch.tensor([len(row) for row in ids], dtype=torch.int32)
     tokens = torch.tensor([t for row in ids for t in row], dtype=torch.int32)
-    _save(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths},
-          {"captions_per_clip": str(per_clip)})
+    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths},
+                 metadata={"captions_per_clip": str(per_clip)})
     (directory / TRAINSET_INFO).write_text(json.dumps({**info, "clips": int(latents.shape[0]),
                                                         "captions_per_clip": per_clip}, indent=1))
     return directory

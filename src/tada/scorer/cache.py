@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from ..training.files import read_stamp, save_stamped
 from ..training.parallel import map_files
 from . import features
 from .labels import LABELS, Clip
@@ -44,20 +44,6 @@ def fingerprint(corpus: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _stamp(path: Path) -> str | None:
-    try:
-        with safe_open(str(path), "pt") as handle:
-            return (handle.metadata() or {}).get("fingerprint")
-    except (SafetensorError, OSError):
-        return None
-
-
-def _save(path: Path, tensors: dict[str, torch.Tensor], stamp: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"fingerprint": stamp})
-    os.replace(tmp, path)
-
-
 def _clip_features(path: str) -> torch.Tensor:
     return features.file_features(path).half()
 
@@ -82,10 +68,10 @@ def load_or_build(corpus: str | Path, clips: list[Clip], directory: str | Path, 
     directory.mkdir(parents=True, exist_ok=True)
     stamp = fingerprint(corpus)
     feature_path, text_path = directory / FEATURES, directory / TEXT
-    if _stamp(feature_path) != stamp:
-        _save(feature_path, {"features": _extract_features(clips, progress)}, stamp)
-    if _stamp(text_path) != stamp:
+    if read_stamp(feature_path) != stamp:
+        save_stamped(feature_path, {"features": _extract_features(clips, progress)}, stamp)
+    if read_stamp(text_path) != stamp:
         index, captions = _embed_captions(clips)
-        _save(text_path, {"caption_index": index, "captions": captions}, stamp)
+        save_stamped(text_path, {"caption_index": index, "captions": captions}, stamp)
     text = load_file(str(text_path))
     return CorpusCache(load_file(str(feature_path))["features"], text["caption_index"], text["captions"])
