@@ -181,6 +181,31 @@ def test_training_resumes_to_the_same_weights(corpus, tmp_path):
         train(corpus, tiny_config(seed=1), tmp_path / "resumed", progress=False)
 
 
+def test_attribute_word_loss_trains_and_prefers_the_labelled_side(corpus, tmp_path):
+    from tada.scorer.model import TextAudioScorer
+    from tada.scorer.phrases import ATTRIBUTE_WORDS, all_words
+    from tada.scorer.text import SentenceEncoder
+    from tada.scorer.train import _phrase_loss
+
+    config = tiny_config()
+    config["loss_weights"] = {**config["loss_weights"], "phrases": 1.0}
+    trainer = train(corpus, config, tmp_path / "phrases", progress=False)
+    assert all(np.isfinite(h["phrases"]) for h in trainer.history)
+    # an audio embedding on the major side's words beats one on the minor side's for major clips
+    torch.manual_seed(0)
+    model = TextAudioScorer(**TINY, instruments=["piano"], genres=["jazz"]).eval()
+    words = SentenceEncoder().encode(all_words())
+    pos, neg = ATTRIBUTE_WORDS["mode_major"]
+    with torch.no_grad():
+        embedded = model.text_embedding(words)
+        major = torch.nn.functional.normalize(embedded[: len(pos)].mean(0), dim=0)
+        minor = torch.nn.functional.normalize(embedded[len(pos): len(pos) + len(neg)].mean(0), dim=0)
+    target = {"mode_major": torch.ones(1), "bpm": torch.tensor([100.0]),
+              "vocal_female": -torch.ones(1), "vocal_rap": -torch.ones(1)}
+    with torch.no_grad():
+        assert _phrase_loss(model, major[None], words, target) < _phrase_loss(model, minor[None], words, target)
+
+
 # -- CLI --------------------------------------------------------------------------------------
 def one_error_line(result: subprocess.CompletedProcess, fragment: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -30,6 +30,7 @@ from .features import HOP, SAMPLE_RATE
 from .labels import Clip, read_labels, targets, vocabularies
 from .model import TextAudioScorer
 from .probes import TESTS, roc_auc
+from .phrases import ATTRIBUTE_WORDS, FAST_BPM, SLOW_BPM, all_words
 from .text import SentenceEncoder
 
 TEMPO_CENTER, TEMPO_SCALE = 120.0, 30.0
@@ -48,8 +49,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def check_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Every key checked, so a typo fails before hours of training rather than after."""
     check_keys(config, _CONFIG_KEYS, source)
-    if sorted(config["loss_weights"]) != sorted(_LOSS_KEYS):
-        raise TadaError(f"{source}: loss_weights needs exactly {', '.join(_LOSS_KEYS)}")
+    weights = sorted(config["loss_weights"])
+    if weights != sorted(_LOSS_KEYS) and weights != sorted((*_LOSS_KEYS, "phrases")):
+        raise TadaError(f"{source}: loss_weights needs {', '.join(_LOSS_KEYS)} (and optionally phrases)")
     return config
 
 
@@ -71,9 +73,31 @@ def _ranges(seeds: list[int]) -> list[list[int]]:
     return runs
 
 
+def _phrase_loss(model: TextAudioScorer, audio: torch.Tensor, words: torch.Tensor,
+                 target: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each binary attribute as a zero-shot classifier: audio nearer its side's words than the other's."""
+    embedded = model.text_embedding(words)
+    losses, start = [], 0
+    for name, (pos, neg) in ATTRIBUTE_WORDS.items():
+        p = F.normalize(embedded[start:start + len(pos)].mean(0), dim=-1)
+        n = F.normalize(embedded[start + len(pos):start + len(pos) + len(neg)].mean(0), dim=-1)
+        start += len(pos) + len(neg)
+        if name == "fast":
+            bpm = target["bpm"]
+            label = torch.where(bpm >= FAST_BPM, 1.0, torch.where(bpm <= SLOW_BPM, 0.0, -1.0))
+        else:
+            label = target[name]
+        keep = label >= 0
+        if keep.any():
+            logits = model.scale() * (audio[keep] @ (p - n))
+            losses.append(F.binary_cross_entropy_with_logits(logits, label[keep]))
+    return torch.stack(losses).mean()
+
+
 def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,
-            target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips."""
+            target: dict[str, torch.Tensor], words: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips
+    (plus the attribute-word loss when the MiniLM embeddings of the words are given)."""
     logits = model.scale() * audio @ text.T
     # Clips sharing a caption are all positives for it: soft targets instead of false negatives.
     same = (caption_ids[:, None] == caption_ids[None, :]).float()
@@ -87,6 +111,7 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
         vocals = vocals + bce(heads["vocal_female"][vocal], target["vocal_female"][vocal]) \
             + bce(heads["vocal_rap"][vocal], target["vocal_rap"][vocal])
     tempo = (target["bpm"] - TEMPO_CENTER) / TEMPO_SCALE
+    extra = {} if words is None else {"phrases": _phrase_loss(model, audio, words, target)}
     return {
         "contrastive": contrastive,
         "instruments": bce(heads["instruments"], target["instruments"]),
@@ -94,6 +119,7 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
         "mode": bce(heads["mode_major"], target["mode_major"]),
         "vocals": vocals,
         "tempo": F.smooth_l1_loss(heads["tempo"], tempo),
+        **extra,
     }
 
 
@@ -119,6 +145,9 @@ class Trainer:
         self.step, self.history, self.evals = 0, [], []
         self.steps_per_epoch = len(self.train_idx) // config["batch_size"]
         self._probe_sentences: torch.Tensor | None = None
+        # attribute words, embedded once (frozen MiniLM); only when the config weights them
+        self.words = (SentenceEncoder().encode(all_words()).to(self.device)
+                      if config["loss_weights"].get("phrases", 0) else None)
 
     def resume(self) -> None:
         """Continue from the output directory's checkpoint, if it belongs to this same run."""
@@ -153,7 +182,7 @@ class Trainer:
             group["lr"] = learning_rate(config, self.step)
         self.model.train()
         audio, text = self.model.audio_embedding(feats), self.model.text_embedding(sentences)
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target)
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
         loss = sum(config["loss_weights"][k] * v for k, v in parts.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,7 +209,7 @@ class Trainer:
         for column, test in enumerate(TESTS.values()):
             pos, neg = test.split(val_clips)
             aucs[test.name] = roc_auc(probes[pos, column], probes[neg, column])
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target)
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
         return {"step": self.step, "val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
 
     def _save(self) -> None:
