@@ -11,26 +11,23 @@ probe AUCs plotted in ``loss.png``.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..errors import TadaError
-from ..training import checkpoint
 from ..training.config import check_keys, read_json
-from ..training.schedule import learning_rate
+from ..training.loop import TrainingLoop
 from .augment import augment
 from .cache import CorpusCache, fingerprint, load_or_build
 from .curves import plot_curves
 from .features import HOP, SAMPLE_RATE
 from .labels import Clip, read_labels, targets, vocabularies
 from .model import TextAudioScorer
-from .probes import TESTS, roc_auc
 from .phrases import ATTRIBUTE_WORDS, FAST_BPM, SLOW_BPM, all_words
+from .probes import TESTS, roc_auc
 from .text import SentenceEncoder
 
 TEMPO_CENTER, TEMPO_SCALE = 120.0, 30.0
@@ -123,16 +120,18 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
     }
 
 
-class Trainer:
+class Trainer(TrainingLoop):
+    title = "scorer"
+
     def __init__(self, corpus: str | Path, config: dict[str, Any], out: str | Path, device: str = "cpu",
                  progress: bool = True):
-        self.config, self.out, self.device, self.progress = config, Path(out), torch.device(device), progress
+        self.config, self.device = config, torch.device(device)
         self.clips = read_labels(corpus)
         self.train_idx, self.val_idx = _split(self.clips, config["holdout_seeds"])
         if len(self.train_idx) < config["batch_size"]:
             raise TadaError(f"only {len(self.train_idx)} training clips (after holding out seeds "
                             f"{config['holdout_seeds']}); batch_size is {config['batch_size']}")
-        self.run_id = json.loads(json.dumps({"config": config, "corpus": fingerprint(corpus)}))
+        super().__init__(out, {"config": config, "corpus": fingerprint(corpus)}, progress)
         self.cache: CorpusCache = load_or_build(corpus, self.clips, self.out / "cache", progress)
         instruments, genres = vocabularies(self.clips)
         self.targets = targets(self.clips, instruments, genres)
@@ -142,24 +141,11 @@ class Trainer:
         rest = [p for p in self.model.parameters() if p.ndim < 2]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
                                             {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
-        self.step, self.history, self.evals = 0, [], []
         self.steps_per_epoch = len(self.train_idx) // config["batch_size"]
         self._probe_sentences: torch.Tensor | None = None
         # attribute words, embedded once (frozen MiniLM); only when the config weights them
         self.words = (SentenceEncoder().encode(all_words()).to(self.device)
                       if config["loss_weights"].get("phrases", 0) else None)
-
-    def resume(self) -> None:
-        """Continue from the output directory's checkpoint, if it belongs to this same run."""
-        found = checkpoint.latest(self.out / "checkpoint")
-        if found is None:
-            return
-        state = json.loads((found / checkpoint.STATE).read_text())
-        if state.get("run") != self.run_id:
-            raise TadaError(f"{self.out} holds a checkpoint of a different run (config or corpus changed); "
-                            "remove it or choose another --out")
-        state = checkpoint.load(found, self.model, self.optimizer)
-        self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
 
     def _batch(self, step: int) -> list[int]:
         epoch, within = divmod(step, self.steps_per_epoch)
@@ -168,18 +154,15 @@ class Trainer:
         size = self.config["batch_size"]
         return [self.train_idx[i] for i in order[within * size:(within + 1) * size].tolist()]
 
-    def _train_step(self) -> dict[str, float]:
+    def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
         rows = self._batch(self.step)
-        generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + self.step)
         frames = int(config["crop_seconds"] * SAMPLE_RATE / HOP)
         feats = augment(self.cache.features[rows], frames, generator, config["gain_db"], tuple(config["snr_db"]),
                         config["noise_prob"]).to(self.device)
         caption_ids = self.cache.caption_index[rows]
         sentences = self.cache.captions[caption_ids].to(self.device)
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(config, self.step)
         self.model.train()
         audio, text = self.model.audio_embedding(feats), self.model.text_embedding(sentences)
         parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
@@ -188,11 +171,13 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config["grad_clip"])
         self.optimizer.step()
-        return {"step": self.step, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+        return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self) -> dict[str, Any] | None:
         """Validation loss and standard-probe ROC AUCs on the held-out clips (full length, no augmentation)."""
+        if not self.val_idx:
+            return None
         self.model.eval()
         rows = self.val_idx
         audio = torch.cat([self.model.audio_embedding(self.cache.features[rows[i:i + 64]].float().to(self.device))
@@ -210,36 +195,13 @@ class Trainer:
             pos, neg = test.split(val_clips)
             aucs[test.name] = roc_auc(probes[pos, column], probes[neg, column])
         parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
-        return {"step": self.step, "val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
+        return {"val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
 
-    def _save(self) -> None:
-        state = {"run": self.run_id, "step": self.step, "history": self.history, "evals": self.evals}
-        checkpoint.save(self.out / "checkpoint", self.model, self.optimizer, state)
-        plot_curves(self.history, self.evals, self.out / "loss.png")
+    def plot(self, path: Path) -> None:
+        plot_curves(self.history, self.evals, path)
 
-    def run(self, until_step: int | None = None, time_limit: float | None = None) -> None:
-        """Train to ``config['steps']`` (or ``until_step``, or until ``time_limit`` seconds pass), then checkpoint."""
-        config = self.config
-        stop = min(config["steps"], until_step if until_step is not None else config["steps"])
-        start_time = time.monotonic()
-        bar = tqdm(total=config["steps"], initial=self.step, desc="training", disable=not self.progress)
-        while self.step < stop:
-            record = self._train_step()
-            self.history.append(record)
-            self.step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", contrastive=f"{record['contrastive']:.3f}")
-            if self.val_idx and (self.step % config["eval_every"] == 0 or self.step == config["steps"]):
-                self.evals.append(self.evaluate())
-            if self.step % config["checkpoint_every"] == 0:
-                self._save()
-            if time_limit is not None and time.monotonic() - start_time > time_limit:
-                break
-        bar.close()
-        if self.step % config["checkpoint_every"]:
-            self._save()
-        if self.step >= config["steps"]:
-            self.export()
+    def finish(self) -> None:
+        self.export()
 
     def export(self) -> Path:
         """Write the current weights as a ``from_pretrained`` directory, with their provenance."""

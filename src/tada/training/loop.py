@@ -104,7 +104,11 @@ class TrainingLoop:
         state = {"run": self.run_id, "step": self.step, "history": self.history, "evals": self.evals}
         checkpoint.save(self.checkpoint_dir, self.model, self.optimizer, state)
         if self.history:
-            plot_history(self.history, self.evals, self.out / "loss.png", self.title)
+            self.plot(self.out / "loss.png")
+
+    def plot(self, path: Path) -> None:
+        """The curves PNG written with every checkpoint."""
+        plot_history(self.history, self.evals, path, self.title)
 
     @property
     def done(self) -> bool:
