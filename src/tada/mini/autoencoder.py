@@ -1,4 +1,4 @@
-"""The mel autoencoder: 80-band log-mel frames <-> a latent sequence 4x shorter in time.
+"""The mel autoencoder: 256-band log-mel frames <-> a latent sequence 4x shorter in time.
 
 The diffusion transformer works on its latents (as ACE-Step and Stable Audio work on
 their autoencoders' latents), which makes a 5-second clip 78 tokens and keeps the

@@ -38,7 +38,7 @@ def _clip_mel(path: str) -> torch.Tensor:
 
 def corpus_mels(corpus: str | Path, records: list[dict[str, Any]], cache: str | Path,
                 progress: bool = True) -> torch.Tensor:
-    """Log-mels ``(clips, 80, frames)`` float16 of every labelled clip, cached by a fingerprint of the labels."""
+    """Log-mels ``(clips, 256, frames)`` float16 of every labelled clip, cached by a fingerprint of the labels."""
     from ..training.parallel import map_files
     from . import mel
 
