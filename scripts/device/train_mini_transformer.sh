@@ -14,25 +14,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
 WORK=${WORK:-/tmp/mini}
 mkdir -p "$WORK"
+OUTDIR=${OUT:-/tmp/out}
 python3 -m tada.mini.train_transformer --trainset carry/trainset --config configs/mini.json \
-    --out "$WORK/transformer" --time-limit "${LIMIT:-480}" 2>&1 | tr '\r' '\n' | grep -v '^training' || true
-python3 - "$WORK" "${OUT:-/tmp/out}" <<'PY'
-import json, sys
-from pathlib import Path
-import torch
-from tada.mini.train_transformer import TransformerTrainer
-work, out = Path(sys.argv[1]), Path(sys.argv[2])
-state = json.loads((work / "transformer" / "checkpoint" / "state.json").read_text())
-print(json.dumps({"step": state["step"], "evals": state["evals"][-5:], "last": state["history"][-1]}))
-from safetensors.torch import load_file
-from tada.mini.transformer import TadaMiniTransformer
-config = json.loads(Path("configs/mini.json").read_text())["transformer"]
-weights = load_file(str(work / "transformer" / "checkpoint" / "model.safetensors"))
-ema = {k.removeprefix("ema."): v for k, v in weights.items() if k.startswith("ema.")}
-in_channels = ema["proj_in.weight"].shape[1]
-model = TadaMiniTransformer(in_channels=in_channels, **config["model"])
-model.load_state_dict(ema)
-model.save_pretrained(out / "transformer", max_shard_size="15MB")
-(out / "state.json").write_text(json.dumps({"step": state["step"], "evals": state["evals"]}))
-PY
-cp "$WORK/transformer/loss.png" "${OUT:-/tmp/out}/" 2>/dev/null || true
+    --out "$WORK/transformer" --time-limit "${LIMIT:-480}" --export "$OUTDIR/transformer" \
+    2>&1 | tr '\r' '\n' | grep -v '^tada-mini transformer' || true
+cp "$WORK/transformer/loss.png" "$OUTDIR/" 2>/dev/null || true

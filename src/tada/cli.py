@@ -25,6 +25,17 @@ app.add_typer(data_app, name="data")
 MODEL_ARG = typer.Argument(..., help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`).")
 DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or float16.")
 DEVICE_OPT = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
+THREADS_OPT = typer.Option(None, help="CPU threads for torch (default: torch's choice).")
+TIME_LIMIT_OPT = typer.Option(None, help="Stop (with a checkpoint) after this many minutes; run again to go on.")
+
+
+def _training_budget(threads: Optional[int], time_limit: Optional[float]) -> Optional[float]:
+    """Apply ``--threads``; return ``--time-limit`` in seconds."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return None if time_limit is None else 60 * time_limit
 
 
 def _load(model_id: str, dtype: str, device: str, progress: bool = True):
@@ -227,20 +238,16 @@ def scorer_train(
     config: Path = typer.Option(Path("configs/scorer.json"), help="Training configuration (JSON)."),
     out: Path = typer.Option(..., help="Output directory: caches, checkpoint, loss.png, model/; resumes."),
     device: str = DEVICE_OPT,
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    threads: Optional[int] = THREADS_OPT,
     until_step: Optional[int] = typer.Option(None, help="Stop (with a checkpoint) at this step; run again to go on."),
-    time_limit: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    time_limit: Optional[float] = TIME_LIMIT_OPT,
     export: bool = typer.Option(False, help="Also write OUT/model now, unfinished or not (interim evaluation)."),
 ) -> None:
     """Train the scorer (seeded, resumable; caches mels and caption embeddings in OUT)."""
-    import torch
-
     from .scorer.train import train
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     trainer = train(corpus, config, out, device=device, until_step=until_step,
-                    time_limit=None if time_limit is None else 60 * time_limit)
+                    time_limit=_training_budget(threads, time_limit))
     total = trainer.config["steps"]
     if export and trainer.step < total:
         typer.echo(f"exported the step-{trainer.step} weights to {trainer.export()}")
@@ -263,19 +270,15 @@ def mini_train(
     stage: list[str] = typer.Option(["autoencoder", "trainset", "transformer", "export"],
                                     help="Stages to run, in order (repeat the option)."),
     device: str = DEVICE_OPT,
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    threads: Optional[int] = THREADS_OPT,
     until_step: Optional[int] = typer.Option(None, help="Stop the transformer stage (with a checkpoint) at this step."),
-    time_limit: Optional[float] = typer.Option(None, help="Stop a training stage (with a checkpoint) after N minutes."),
+    time_limit: Optional[float] = TIME_LIMIT_OPT,
 ) -> None:
     """Train tada-mini: autoencoder, training set, transformer, export (each resumable, skipped when done)."""
-    import torch
-
     from .mini.train import train
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     result = train(corpus, config, out, tuple(stage), device=device, until_step=until_step,
-                   time_limit=None if time_limit is None else 60 * time_limit)
+                   time_limit=_training_budget(threads, time_limit))
     if (result / "model_index.json").is_file():
         typer.echo(f"tada-mini written to {result} (load it as tada-mini:{result})")
     else:

@@ -36,7 +36,7 @@ class ResBlock(nn.Module):
 
 class MelAutoencoder(ModelMixin, ConfigMixin):
     """``encode``: normalised log-mel ``(B, n_mels, frames)`` -> latent mean and log-variance
-    ``(B, latent_channels, frames // 4)``; ``decode``: latent -> normalised log-mel."""
+    ``(B, latent_channels, frames // downsample)``; ``decode``: latent -> normalised log-mel."""
 
     @register_to_config
     def __init__(self, n_mels: int = N_MELS, channels: int = 192, latent_channels: int = 32,
@@ -76,14 +76,14 @@ class MelAutoencoder(ModelMixin, ConfigMixin):
         return frames // self.downsample
 
     def encode(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the latent (unscaled); frames beyond a multiple of 4 are dropped."""
+        """Mean and log-variance of the latent (unscaled); frames beyond a multiple of ``downsample`` are dropped."""
         frames = mel.shape[-1] - mel.shape[-1] % self.downsample
         moments = self.encoder(mel[..., :frames])
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Unscaled latent -> normalised log-mel with ``latent frames * 4`` frames."""
+        """Unscaled latent -> normalised log-mel with ``latent frames * downsample`` frames."""
         return self.decoder(latent)
 
     def forward(self, mel: torch.Tensor, generator: torch.Generator | None = None):

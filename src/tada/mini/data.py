@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..errors import TadaError
@@ -69,7 +68,7 @@ def caption_variants(records: list[dict[str, Any]], per_clip: int) -> list[list[
     return out
 
 
-def prune_text_encoder(texts: list[str], directory: str | Path) -> dict[str, list[int]]:
+def prune_text_encoder(texts: list[str], directory: str | Path) -> list[list[int]]:
     """Write MiniLM with only the word pieces ``texts`` use (plus the special tokens) to
     ``directory`` (float16), and return each text's token ids in the pruned vocabulary."""
     from ..text_encoder import MAX_TOKENS, load_minilm
@@ -88,7 +87,7 @@ def prune_text_encoder(texts: list[str], directory: str | Path) -> dict[str, lis
     (directory / "config.json").write_text(json.dumps(config, indent=1))
     save_stamped(directory / "model.safetensors", {k: v.half() for k, v in state.items()},
                  metadata={"format": "pt", "original_ids": json.dumps(used)})
-    return {"ids": [[remap[t] for t in row] for row in ids]}
+    return [[remap[t] for t in row] for row in ids]
 
 
 def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu"):
@@ -98,17 +97,12 @@ def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu
     directory = Path(directory)
     config = BertConfig(**{k: v for k, v in json.loads((directory / "config.json").read_text()).items()
                            if k not in ("architectures", "transformers_version")})
-    model = BertModel(config, add_pooling_layer="pooler.dense.weight" in _keys(directory / "model.safetensors"))
     state = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
+    model = BertModel(config, add_pooling_layer="pooler.dense.weight" in state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if [k for k in missing if "position_ids" not in k] or unexpected:
         raise TadaError(f"text encoder in {directory} does not match BERT: missing {missing}, unexpected {unexpected}")
     return model.eval().requires_grad_(False).to(device)
-
-
-def _keys(path: Path) -> list[str]:
-    with safe_open(str(path), "pt") as handle:
-        return list(handle.keys())
 
 
 def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[list[str]],
@@ -118,7 +112,7 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
     directory.mkdir(parents=True, exist_ok=True)
     per_clip = len(captions[0])
     flat = [text for wordings in captions for text in wordings] + [""]  # last: the unconditional prompt
-    ids = prune_text_encoder(flat, directory / TEXT_DIR)["ids"]
+    ids = prune_text_encoder(flat, directory / TEXT_DIR)
     lengths = torch.tensor([len(row) for row in ids], dtype=torch.int32)
     tokens = torch.tensor([t for row in ids for t in row], dtype=torch.int32)
     save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths},
@@ -135,33 +129,29 @@ class TrainSet:
         directory = Path(directory)
         if not (directory / TRAINSET_INFO).is_file():
             raise TadaError(f"{directory} is not a tada-mini training set (no {TRAINSET_INFO}); "
-                            "build one with `tada mini train --stage latents`")
+                            "build one with `tada mini train --stage trainset`")
         self.directory = directory
         self.info = json.loads((directory / TRAINSET_INFO).read_text())
         tensors = load_file(str(directory / LATENTS))
         self.latents = tensors["latents"].float()
-        lengths = tensors["lengths"].long()
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), tensors["lengths"].long().cumsum(0)])
         tokens = tensors["tokens"].long()
-        self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+        self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
         self.per_clip = int(self.info["captions_per_clip"])
         if len(self.token_ids) != self.latents.shape[0] * self.per_clip + 1:
             raise TadaError(f"{directory}: {len(self.token_ids)} captions for {self.latents.shape[0]} clips")
 
     @torch.no_grad()
     def token_states(self, device: str | torch.device = "cpu", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every caption's MiniLM token states, flattened ``(tokens, 384)``, and caption offsets ``(captions + 1,)``."""
+        """Every caption's MiniLM token states padded to the longest caption, ``(captions, L, 384)``,
+        and the mask of real tokens ``(captions, L)``; a batch of captions is then one index."""
         encoder = load_pruned_encoder(self.directory / TEXT_DIR, device)
-        states = []
-        for start in range(0, len(self.token_ids), batch):
-            rows = self.token_ids[start:start + batch]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros(len(rows), width, dtype=torch.long)
-            mask = torch.zeros(len(rows), width, dtype=torch.long)
-            for i, r in enumerate(rows):
-                ids[i, :len(r)], mask[i, :len(r)] = r, 1
-            hidden = encoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float()
-            states += [hidden[i, :len(r)] for i, r in enumerate(rows)]
-        lengths = torch.tensor([len(r) for r in self.token_ids])
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(device)
-        return torch.cat(states), offsets
+        width = max(len(r) for r in self.token_ids)
+        ids = torch.zeros(len(self.token_ids), width, dtype=torch.long)
+        mask = torch.zeros(len(self.token_ids), width, dtype=torch.bool)
+        for i, r in enumerate(self.token_ids):
+            ids[i, :len(r)], mask[i, :len(r)] = r, True
+        ids, mask = ids.to(device), mask.to(device)
+        states = torch.cat([encoder(input_ids=ids[i:i + batch], attention_mask=mask[i:i + batch].long())
+                            .last_hidden_state.float() for i in range(0, len(ids), batch)])
+        return states * mask[..., None], mask

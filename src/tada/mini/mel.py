@@ -62,10 +62,19 @@ class MelStats:
     std: tuple[float, ...]
 
     @classmethod
-    def measure(cls, mels: torch.Tensor) -> "MelStats":
-        """From log-mels ``(clips, N_MELS, frames)``."""
-        per_band = mels.transpose(0, 1).reshape(N_MELS, -1).double()
-        return cls(tuple(per_band.mean(1).tolist()), tuple(per_band.std(1).clamp_min(1e-3).tolist()))
+    def measure(cls, mels: torch.Tensor, chunk: int = 256) -> "MelStats":
+        """From log-mels ``(clips, N_MELS, frames)``: population mean and std per band over clips
+        and frames, accumulated in float64 a chunk of clips at a time (a corpus does not fit twice)."""
+        total = torch.zeros(mels.shape[1], dtype=torch.float64)
+        square = torch.zeros_like(total)
+        for start in range(0, mels.shape[0], chunk):
+            part = mels[start:start + chunk].double()
+            total += part.sum(dim=(0, 2))
+            square += part.square().sum(dim=(0, 2))
+        count = mels.shape[0] * mels.shape[2]
+        mean = total / count
+        std = (square / count - mean.square()).clamp_min(1e-6).sqrt()
+        return cls(tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist()))
 
     def to_dict(self) -> dict:
         return asdict(self)

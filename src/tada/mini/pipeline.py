@@ -57,8 +57,7 @@ class TadaMiniPipeline:
         self.transformer = transformer.eval()
         self.autoencoder = autoencoder.eval()
         self.scheduler = scheduler
-        self.progress = False
-        self._bar_options: dict[str, object] = {}
+        self._bar: dict[str, object] = {"disable": True, "desc": "tada-mini", "leave": False}
 
     # -- diffusers conventions ------------------------------------------------------
     @classmethod
@@ -98,8 +97,7 @@ class TadaMiniPipeline:
 
     def set_progress_bar_config(self, disable: bool = True, **tqdm_options: object) -> None:
         """As diffusers pipelines: ``disable`` plus any tqdm keyword (``desc``, ``leave``, ...)."""
-        self.progress = not disable
-        self._bar_options = dict(tqdm_options)
+        self._bar = {"desc": "tada-mini", "leave": False, **tqdm_options, "disable": disable}
 
     @property
     def device(self) -> torch.device:
@@ -150,8 +148,7 @@ class TadaMiniPipeline:
         cond = self.encode_prompt(prompts)
         states, mask = _pad_cat([self.encode_prompt(negatives), cond]) if guided else cond
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        bar = {"desc": "tada-mini", "leave": False, **self._bar_options}
-        for t in tqdm(self.scheduler.timesteps, disable=not self.progress, **bar):
+        for t in tqdm(self.scheduler.timesteps, **self._bar):
             model_in = torch.cat([latents, latents]) if guided else latents
             velocity = self.transformer(model_in, t.expand(model_in.shape[0]), encoder_hidden_states=states,
                                         encoder_attention_mask=mask)

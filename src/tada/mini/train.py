@@ -51,8 +51,13 @@ def _records(corpus: str | Path) -> list[dict[str, Any]]:
 
 def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
                       time_limit: float | None = None, progress: bool = True):
-    trainer = train_autoencoder.AutoencoderTrainer(corpus, _records(corpus), config["autoencoder"], config["seed"],
-                                                   out / "autoencoder", device=device, progress=progress)
+    from .data import corpus_mels
+
+    records = _records(corpus)
+    mels = corpus_mels(corpus, records, out / "cache", progress)
+    trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records], config["autoencoder"],
+                                                   config["seed"], out / "autoencoder", device=device,
+                                                   progress=progress)
     trainer.resume()
     if not (trainer.done and (out / "autoencoder" / "model").is_dir()):
         trainer.run(time_limit=time_limit)
@@ -72,8 +77,7 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     records = _records(corpus)
     autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
     mels = corpus_mels(corpus, records, out / "cache", progress)
-    mels = mels[..., : mels.shape[-1] - mels.shape[-1] % autoencoder.downsample]
-    with torch.no_grad():
+    with torch.no_grad():  # encode() drops the frames beyond a multiple of the downsampling
         latents = torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i:i + 32].float()))[0]
                              for i in range(0, len(mels), 32)]) * autoencoder.config.scaling_factor
     captions = caption_variants(records, config["trainset"]["captions_per_clip"])

@@ -16,46 +16,30 @@ import torch
 from ..errors import TadaError
 from ..training.loop import TrainingLoop
 from .autoencoder import MelAutoencoder
-from .data import corpus_mels
 from .mel import MelStats
 
 KEYS = ("model", "steps", "batch_size", "crop_frames", "lr", "min_lr_ratio", "warmup_steps", "kl_weight",
         "grad_clip", "checkpoint_every", "eval_every", "val_clips")
 
 
-def _stats(mels: torch.Tensor) -> MelStats:
-    """Per-band mean and std over clips and frames, accumulated in chunks (float64)."""
-    total = torch.zeros(mels.shape[1], dtype=torch.float64)
-    square = torch.zeros_like(total)
-    count = 0
-    for start in range(0, mels.shape[0], 256):
-        chunk = mels[start:start + 256].double()
-        total += chunk.sum(dim=(0, 2))
-        square += chunk.square().sum(dim=(0, 2))
-        count += chunk.shape[0] * chunk.shape[2]
-    mean = total / count
-    std = (square / count - mean.square()).clamp_min(1e-6).sqrt()
-    return MelStats(tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist()))
-
-
 class AutoencoderTrainer(TrainingLoop):
     title = "tada-mini autoencoder"
 
-    def __init__(self, corpus: str | Path, records: list[dict[str, Any]], config: dict[str, Any], seed: int,
+    def __init__(self, mels: torch.Tensor, clip_ids: list[str], config: dict[str, Any], seed: int,
                  out: str | Path, device: str = "cpu", progress: bool = True):
+        """``mels``: the corpus's log-mels ``(clips, n_mels, frames)`` (:func:`tada.mini.data.corpus_mels`)."""
         self.config = {**config, "seed": seed}
-        super().__init__(out, {"stage": "autoencoder", "config": self.config, "clips": [r["id"] for r in records]},
-                         progress)
+        super().__init__(out, {"stage": "autoencoder", "config": self.config, "clips": clip_ids}, progress)
         self.device = torch.device(device)
-        mels = corpus_mels(corpus, records, Path(out).parent / "cache", progress)
-        self.mels = mels[..., : mels.shape[-1] - mels.shape[-1] % 4]
+        down = int(config["model"].get("downsample", 4))
+        self.mels = mels[..., : mels.shape[-1] - mels.shape[-1] % down]
         n_val = int(config["val_clips"])
-        if len(records) <= n_val + config["batch_size"]:
-            raise TadaError(f"{len(records)} clips are too few for {n_val} held-out clips and batches of "
+        if len(clip_ids) <= n_val + config["batch_size"]:
+            raise TadaError(f"{len(clip_ids)} clips are too few for {n_val} held-out clips and batches of "
                             f"{config['batch_size']}")
         self.val_rows = list(range(n_val))
-        self.train_rows = list(range(n_val, len(records)))
-        self.stats = _stats(self.mels[self.train_rows])
+        self.train_rows = list(range(n_val, len(clip_ids)))
+        self.stats = MelStats.measure(self.mels[self.train_rows])
         torch.manual_seed(seed)
         self.model = MelAutoencoder(**config["model"], mel_mean=list(self.stats.mean),
                                     mel_std=list(self.stats.std)).to(self.device)
@@ -72,7 +56,8 @@ class AutoencoderTrainer(TrainingLoop):
         rows = [self.train_rows[i] for i in
                 torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator).tolist()]
         crop = int(config["crop_frames"])
-        start = int(torch.randint(0, self.mels.shape[-1] - crop + 1, (1,), generator=generator)) // 4 * 4
+        down = self.model.downsample
+        start = int(torch.randint(0, self.mels.shape[-1] - crop + 1, (1,), generator=generator)) // down * down
         x = self._normalised(rows, start, crop)
         self.model.train()
         recon, mean, logvar = self.model(x, generator=_device_generator(generator, self.device))

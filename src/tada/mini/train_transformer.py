@@ -57,7 +57,7 @@ class TransformerTrainer(TrainingLoop):
         self.data = TrainSet(trainset)
         super().__init__(out, {"stage": "transformer", "config": self.config, "trainset": self.data.info}, progress)
         self.device = torch.device(device)
-        self.states, self.offsets = self.data.token_states(self.device)
+        self.states, self.masks = self.data.token_states(self.device)
         self.latents = self.data.latents.to(self.device)
         clips = self.latents.shape[0]
         n_val = int(config["val_clips"])
@@ -76,16 +76,11 @@ class TransformerTrainer(TrainingLoop):
 
     # -- batches ---------------------------------------------------------------------
     def _text(self, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded token states ``(B, L, 384)`` and mask of the given caption indices."""
-        starts, ends = self.offsets[captions], self.offsets[captions + 1]
-        lengths = (ends - starts).tolist()
-        width = max(lengths)
-        states = torch.zeros(len(lengths), width, self.states.shape[1], device=self.device)
-        mask = torch.zeros(len(lengths), width, dtype=torch.bool, device=self.device)
-        for i, (start, n) in enumerate(zip(starts.tolist(), lengths)):
-            states[i, :n] = self.states[start:start + n]
-            mask[i, :n] = True
-        return states, mask
+        """Token states ``(B, L, 384)`` and mask of the given caption indices, L the batch's longest."""
+        captions = captions.to(self.device)
+        mask = self.masks[captions]
+        width = int(mask.sum(dim=1).max())
+        return self.states[captions, :width], mask[:, :width]
 
     def _loss(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor,
               generator: torch.Generator) -> torch.Tensor:
@@ -132,13 +127,8 @@ class TransformerTrainer(TrainingLoop):
         return {"val_mse_ema": sum(losses) / len(losses)}
 
     def finish(self) -> None:
-        self.export()
-
-    def export(self) -> Path:
         """The EMA transformer as a ``from_pretrained`` directory (``out/transformer``)."""
-        target = self.out / "transformer"
-        self.model.ema.save_pretrained(target)
-        return target
+        self.model.ema.save_pretrained(self.out / "transformer")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds, then checkpoint and stop")
     parser.add_argument("--until-step", type=int, default=None)
+    parser.add_argument("--export", default=None,
+                        help="also write the EMA transformer here (from_pretrained folder), finished or not")
+    parser.add_argument("--max-shard-size", default="15MB", help="weight file size limit for --export")
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
     if args.device == "cuda":
@@ -156,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer = TransformerTrainer(args.trainset, config["transformer"], config["seed"], args.out, device=args.device)
     trainer.resume()
     trainer.run(until_step=args.until_step, time_limit=args.time_limit)
+    if args.export:
+        trainer.model.ema.save_pretrained(args.export, max_shard_size=args.max_shard_size)
     print(json.dumps({"step": trainer.step, "last": trainer.history[-1] if trainer.history else None,
                       "evals": trainer.evals[-3:]}))
 

