@@ -181,29 +181,62 @@ def test_training_resumes_to_the_same_weights(corpus, tmp_path):
         train(corpus, tiny_config(seed=1), tmp_path / "resumed", progress=False)
 
 
-def test_attribute_word_loss_trains_and_prefers_the_labelled_side(corpus, tmp_path):
-    from tada.scorer.model import TextAudioScorer
-    from tada.scorer.phrases import ATTRIBUTE_WORDS, all_words
-    from tada.scorer.text import SentenceEncoder
-    from tada.scorer.train import _phrase_loss
+def test_focus_texts_cover_the_concepts_and_never_the_evaluation_wordings():
+    from tada.concepts import CONCEPTS
+    from tada.scorer.focus import focus_groups
+    from tada.scorer.probes import TESTS
 
+    groups = {g.name: g for g in focus_groups(["acoustic guitar", "electric guitar", "piano", "violin"],
+                                              ["classical", "electronic", "jazz", "rock"])}
+    for name in ("mood:major", "mood:minor", "tempo:fast", "tempo:slow", "voice:female", "voice:male",
+                 "voice:rap", "voice:sung", "instrument:piano", "instrument:violin", "instrument:acoustic guitar",
+                 "instrument:electric guitar", "genre:jazz", "genre:rock", "genre:classical", "genre:electronic"):
+        assert len(groups[name].texts) >= 5, name
+    texts = {t.lower() for g in groups.values() for t in g.texts}
+    evaluation = {c.probe.lower() for c in CONCEPTS.values()} | {p.lower() for t in TESTS.values() for p in t.paraphrases}
+    assert not texts & evaluation
+    assert "an uplifting song" in texts and "a uplifting song" not in texts  # articles agree
+
+
+def test_focus_labels_follow_the_clip_attributes():
+    from tada.scorer.focus import FocusBank, focus_groups
+
+    groups = focus_groups(["piano"], ["jazz", "rock"])
+    bank = FocusBank(groups, lambda texts: torch.zeros(len(texts), 4))
+    target = {"mode_major": torch.tensor([1.0, 0.0, 1.0]), "bpm": torch.tensor([140.0, 70.0, 100.0]),
+              "vocal_female": torch.tensor([1.0, 0.0, -1.0]), "vocal_rap": torch.tensor([0.0, 1.0, -1.0]),
+              "has_vocals": torch.tensor([1.0, 1.0, 0.0]), "instruments": torch.tensor([[1.0], [0.0], [1.0]]),
+              "genre": torch.tensor([0, 1, 1])}
+    labels = bank.labels(target)
+    column = {g.name: i for i, g in enumerate(groups)}
+    expect = {"mood:major": [1, 0, 1], "mood:minor": [0, 1, 0], "tempo:fast": [1, 0, -1], "tempo:slow": [0, 1, -1],
+              "voice:female": [1, 0, -1], "voice:male": [0, 1, -1], "voice:rap": [0, 1, -1], "voice:sung": [1, 0, -1],
+              "vocals:none": [0, 0, 1], "instrument:piano": [1, 0, 1], "genre:jazz": [1, 0, 0], "genre:rock": [0, 1, 1]}
+    for name, values in expect.items():
+        assert labels[:, column[name]].tolist() == values, name
+    # draws are reproducible per generator and differ from the fixed evaluation texts somewhere
+    assert torch.equal(bank.draw(torch.Generator().manual_seed(3)), bank.draw(torch.Generator().manual_seed(3)))
+
+
+def test_focus_loss_rewards_ranking_the_labelled_clips_first():
+    from tada.scorer.focus import focus_loss
+
+    labels = torch.tensor([[1.0, -1.0], [0.0, 1.0], [1.0, 0.0]])
+    right = torch.tensor([[5.0, 0.0], [-5.0, 5.0], [5.0, -5.0]])
+    assert focus_loss(right, labels) < 0.01
+    assert focus_loss(-right, labels) > 5.0
+    # clips labelled -1 and groups without a (has, opposite) pair take no part
+    assert focus_loss(right, torch.tensor([[1.0, -1.0], [1.0, -1.0], [1.0, -1.0]])) == 0.0
+    assert torch.allclose(focus_loss(right.clone().index_put_((torch.tensor(0), torch.tensor(1)), torch.tensor(99.0)),
+                                     labels), focus_loss(right, labels))
+
+
+def test_training_with_the_focus_loss_runs_and_reports_it(corpus, tmp_path):
     config = tiny_config()
-    config["loss_weights"] = {**config["loss_weights"], "phrases": 1.0}
-    trainer = train(corpus, config, tmp_path / "phrases", progress=False)
-    assert all(np.isfinite(h["phrases"]) for h in trainer.history)
-    # an audio embedding on the major side's words beats one on the minor side's for major clips
-    torch.manual_seed(0)
-    model = TextAudioScorer(**TINY, instruments=["piano"], genres=["jazz"]).eval()
-    words = SentenceEncoder().encode(all_words())
-    pos, neg = ATTRIBUTE_WORDS["mode_major"]
-    with torch.no_grad():
-        embedded = model.text_embedding(words)
-        major = torch.nn.functional.normalize(embedded[: len(pos)].mean(0), dim=0)
-        minor = torch.nn.functional.normalize(embedded[len(pos): len(pos) + len(neg)].mean(0), dim=0)
-    target = {"mode_major": torch.ones(1), "bpm": torch.tensor([100.0]),
-              "vocal_female": -torch.ones(1), "vocal_rap": -torch.ones(1)}
-    with torch.no_grad():
-        assert _phrase_loss(model, major[None], words, target) < _phrase_loss(model, minor[None], words, target)
+    config["loss_weights"] = {**config["loss_weights"], "focus": 1.0}
+    trainer = train(corpus, config, tmp_path / "focus", progress=False)
+    assert all(np.isfinite(h["focus"]) for h in trainer.history)
+    assert "val_focus" in trainer.evals[-1]
 
 
 # -- CLI --------------------------------------------------------------------------------------

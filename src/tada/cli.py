@@ -279,10 +279,12 @@ def mini_train(
 
     result = train(corpus, config, out, tuple(stage), device=device, until_step=until_step,
                    time_limit=_training_budget(threads, time_limit))
-    if (result / "model_index.json").is_file():
+    if result is None:
+        typer.echo(f"stopped with a checkpoint in {out}; run the same command again to continue")
+    elif (result / "model_index.json").is_file():
         typer.echo(f"tada-mini written to {result} (load it as tada-mini:{result})")
     else:
-        typer.echo(f"stopped with a checkpoint in {result}; run the same command again to continue")
+        typer.echo(f"done: {', '.join(stage)} in {result}")
 
 
 def _quiet_libraries() -> None:

@@ -85,6 +85,11 @@ def _tempo_word(bpm: int, rng: random.Random) -> str:
     return rng.choice(MID_WORDS)
 
 
+def with_articles(text: str) -> str:
+    """"a" before a vowel becomes "an"."""
+    return _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), text)
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -117,5 +122,5 @@ def caption(spec: ClipSpec, variant: int = 0) -> str:
     }
     usable = [t for t in TEMPLATES if all(fields[name] for name in _FIELD.findall(t) if name in ("mood", "tempo"))]
     text = rng.choice(usable).format(**fields)
-    text = _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), " ".join(text.split()))
+    text = with_articles(" ".join(text.split()))
     return text[0].upper() + text[1:]

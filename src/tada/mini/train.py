@@ -121,7 +121,9 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
 
 def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: tuple[str, ...] = STAGES,
           device: str = "cpu", time_limit: float | None = None, until_step: int | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True) -> Path | None:
+    """Run ``stages`` in order; the exported model directory, ``out`` when the requested stages are all
+    done without export, or None when a stage stopped early (time limit, ``until_step``) at a checkpoint."""
     config = read_config(config_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,12 +132,12 @@ def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: 
             raise TadaError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     if "autoencoder" in stages:
         if not autoencoder_stage(corpus, config, out, device, time_limit, progress).done:
-            return out
+            return None
     if "trainset" in stages:
         trainset_stage(corpus, config, out, progress)
     if "transformer" in stages:
         if not transformer_stage(config, out, device, time_limit, until_step, progress).done:
-            return out
+            return None
     if "export" in stages:
         return export_stage(config, out)
     return out

@@ -26,7 +26,7 @@ from .curves import plot_curves
 from .features import HOP, SAMPLE_RATE
 from .labels import Clip, read_labels, targets, vocabularies
 from .model import TextAudioScorer
-from .phrases import ATTRIBUTE_WORDS, FAST_BPM, SLOW_BPM, all_words
+from .focus import FocusBank, focus_groups, focus_loss
 from .probes import TESTS, roc_auc
 from .text import SentenceEncoder
 
@@ -47,8 +47,8 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
     """Every key checked, so a typo fails before hours of training rather than after."""
     check_keys(config, _CONFIG_KEYS, source)
     weights = sorted(config["loss_weights"])
-    if weights != sorted(_LOSS_KEYS) and weights != sorted((*_LOSS_KEYS, "phrases")):
-        raise TadaError(f"{source}: loss_weights needs {', '.join(_LOSS_KEYS)} (and optionally phrases)")
+    if weights != sorted(_LOSS_KEYS) and weights != sorted((*_LOSS_KEYS, "focus")):
+        raise TadaError(f"{source}: loss_weights needs {', '.join(_LOSS_KEYS)} (and optionally focus)")
     return config
 
 
@@ -70,31 +70,11 @@ def _ranges(seeds: list[int]) -> list[list[int]]:
     return runs
 
 
-def _phrase_loss(model: TextAudioScorer, audio: torch.Tensor, words: torch.Tensor,
-                 target: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each binary attribute as a zero-shot classifier: audio nearer its side's words than the other's."""
-    embedded = model.text_embedding(words)
-    losses, start = [], 0
-    for name, (pos, neg) in ATTRIBUTE_WORDS.items():
-        p = F.normalize(embedded[start:start + len(pos)].mean(0), dim=-1)
-        n = F.normalize(embedded[start + len(pos):start + len(pos) + len(neg)].mean(0), dim=-1)
-        start += len(pos) + len(neg)
-        if name == "fast":
-            bpm = target["bpm"]
-            label = torch.where(bpm >= FAST_BPM, 1.0, torch.where(bpm <= SLOW_BPM, 0.0, -1.0))
-        else:
-            label = target[name]
-        keep = label >= 0
-        if keep.any():
-            logits = model.scale() * (audio[keep] @ (p - n))
-            losses.append(F.binary_cross_entropy_with_logits(logits, label[keep]))
-    return torch.stack(losses).mean()
-
-
 def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,
-            target: dict[str, torch.Tensor], words: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips
-    (plus the attribute-word loss when the MiniLM embeddings of the words are given)."""
+            target: dict[str, torch.Tensor], focus: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> dict[str, torch.Tensor]:
+    """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips, plus
+    the probe-ranking loss when ``focus`` gives focus-text sentence embeddings and their clip labels."""
     logits = model.scale() * audio @ text.T
     # Clips sharing a caption are all positives for it: soft targets instead of false negatives.
     same = (caption_ids[:, None] == caption_ids[None, :]).float()
@@ -108,7 +88,10 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
         vocals = vocals + bce(heads["vocal_female"][vocal], target["vocal_female"][vocal]) \
             + bce(heads["vocal_rap"][vocal], target["vocal_rap"][vocal])
     tempo = (target["bpm"] - TEMPO_CENTER) / TEMPO_SCALE
-    extra = {} if words is None else {"phrases": _phrase_loss(model, audio, words, target)}
+    extra = {}
+    if focus is not None:
+        sentences, labels = focus
+        extra["focus"] = focus_loss(model.scale() * audio @ model.text_embedding(sentences).T, labels)
     return {
         "contrastive": contrastive,
         "instruments": bce(heads["instruments"], target["instruments"]),
@@ -143,9 +126,14 @@ class Trainer(TrainingLoop):
                                             {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
         self.steps_per_epoch = len(self.train_idx) // config["batch_size"]
         self._probe_sentences: torch.Tensor | None = None
-        # attribute words, embedded once (frozen MiniLM); only when the config weights them
-        self.words = (SentenceEncoder().encode(all_words()).to(self.device)
-                      if config["loss_weights"].get("phrases", 0) else None)
+        # focus texts, embedded once (frozen MiniLM); only when the config weights them
+        self.focus = (FocusBank(focus_groups(instruments, genres), SentenceEncoder().encode)
+                      if config["loss_weights"].get("focus", 0) else None)
+
+    def _focus(self, target: dict[str, torch.Tensor], generator: torch.Generator | None):
+        if self.focus is None:
+            return None
+        return self.focus.draw(generator).to(self.device), self.focus.labels(target)
 
     def _batch(self, step: int) -> list[int]:
         epoch, within = divmod(step, self.steps_per_epoch)
@@ -165,7 +153,7 @@ class Trainer(TrainingLoop):
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
         self.model.train()
         audio, text = self.model.audio_embedding(feats), self.model.text_embedding(sentences)
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(target, generator))
         loss = sum(config["loss_weights"][k] * v for k, v in parts.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,7 +182,7 @@ class Trainer(TrainingLoop):
         for column, test in enumerate(TESTS.values()):
             pos, neg = test.split(val_clips)
             aucs[test.name] = roc_auc(probes[pos, column], probes[neg, column])
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self.words)
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(target, None))
         return {"val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
 
     def plot(self, path: Path) -> None:
