@@ -196,6 +196,13 @@ def test_focus_texts_cover_the_concepts_and_never_the_evaluation_wordings():
     evaluation = {c.probe.lower() for c in CONCEPTS.values()} | {p.lower() for t in TESTS.values() for p in t.paraphrases}
     assert not texts & evaluation
     assert "an uplifting song" in texts and "a uplifting song" not in texts  # articles agree
+    # every extra synonym list reaches a group (a misspelt key would silently drop it)
+    from tada.scorer.focus import MORE_WORDS
+    assert set(MORE_WORDS) <= set(groups)
+    assert all(word in " ".join(groups[name].texts) for name, words in MORE_WORDS.items() for word in words)
+    # vocal style texts never name a gender, so the gender probes do not learn the style direction
+    for name in ("voice:sung", "voice:rap"):
+        assert not any(w in t.split() for t in groups[name].texts for w in ("female", "male", "woman", "man"))
 
 
 def test_focus_labels_follow_the_clip_attributes():

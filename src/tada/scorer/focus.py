@@ -13,6 +13,14 @@ featuring {word}"); the loss (``focus_loss``) makes each sampled text rank the b
 clips that have the attribute above those that have its opposite, a logistic surrogate
 of the ROC AUC the benchmark measures. The evaluation probes and their paraphrases are
 never among the texts.
+
+The focus texts draw on a wider vocabulary than the captions (``MORE_WORDS``): the small
+frozen sentence encoder places an unseen word near the training words only roughly, so
+a projection fitted to seven mood words generalises poorly (held-out paraphrase AUC
+0.51-0.66 for mood at step 1,600). The corpus captions keep their own wording, so a
+corpus made with the same seeds keeps the same labels. Vocal style texts name no gender
+(and gender texts name either style): with gendered style texts the female probe picked
+up the sung direction and ranked male singers above female rappers.
 """
 
 from __future__ import annotations
@@ -28,6 +36,34 @@ from ..data.captions import (FAST_WORDS, GENRE_WORDS, INSTRUMENT_WORDS, MOOD_WOR
                              with_articles)
 from .probes import TESTS
 
+# Synonyms only the focus texts use, on top of the caption generator's.
+MORE_WORDS: dict[str, tuple[str, ...]] = {
+    "mood:major": ("playful", "carefree", "hopeful", "warm", "positive", "triumphant", "euphoric", "bouncy",
+                   "celebratory", "merry", "radiant", "blissful", "festive", "happy-go-lucky", "breezy", "cheery",
+                   "jolly", "glad", "sweet", "serene"),
+    "mood:minor": ("mournful", "brooding", "tragic", "heartbroken", "bittersweet", "haunting", "sorrowful", "dreary",
+                   "tearful", "downcast", "lonely", "tense", "ominous", "grim", "bleak", "depressing", "miserable",
+                   "unhappy", "plaintive", "forlorn"),
+    "voice:female": ("female vocalist", "a woman's voice", "soprano vocals", "female lead vocals", "feminine vocals",
+                     "a woman vocalist"),
+    "voice:male": ("male vocalist", "a man's voice", "baritone vocals", "male lead vocals", "masculine vocals",
+                   "a man vocalist"),
+    "voice:sung": ("vocals", "a singer", "sung vocals", "singing", "a lead singer", "melodic vocals",
+                   "a vocalist singing"),
+    "voice:rap": ("a rapper", "rap vocals", "rapped verses", "someone rapping", "a rap verse", "spitting bars"),
+    "instrument:piano": ("solo piano", "piano ballad", "upright piano", "piano melody", "honky-tonk piano",
+                         "felt piano"),
+    "instrument:acoustic guitar": ("fingerpicked guitar", "folk guitar", "classical guitar", "twelve-string guitar",
+                                   "strummed guitar", "guitar picking"),
+    "instrument:electric guitar": ("distorted guitar", "crunchy guitar", "fuzz guitar", "guitar with overdrive",
+                                   "shredding guitar", "lead guitar solo"),
+    "instrument:violin": ("violin solo", "a violin section", "pizzicato violin", "sweeping violin"),
+    "genre:jazz": ("bebop", "jazz trio", "big band jazz", "jazz quartet", "jazz standard", "swing"),
+    "genre:rock": ("hard rock", "alternative rock", "rock band", "punk rock", "arena rock", "blues rock"),
+    "genre:classical": ("baroque", "string quartet", "concerto", "sonata", "romantic classical", "neoclassical"),
+    "genre:electronic": ("techno", "house music", "synthwave", "trance", "electro", "club music"),
+}
+MOOD_FRAMES = ("music that feels {}", "a song with a {} mood", "a {} melody", "it sounds {}")
 FAST_BPM, SLOW_BPM = 130, 85  # the caption generator's thresholds for fast and slow words
 ADJECTIVE_FRAMES = ("{}", "a {} song", "{} music", "a {} piece", "a {} tune", "something {}")
 NOUN_FRAMES = ("{}", "a song with {}", "music featuring {}", "a recording of {}", "a piece with {}")
@@ -80,24 +116,27 @@ def _genre(index: int) -> Label:
 
 def focus_groups(instruments: list[str], genres: list[str]) -> list[FocusGroup]:
     """Every attribute side the corpus vocabulary can name, evaluation wordings removed."""
-    def voices(**match: str) -> tuple[str, ...]:
-        return tuple(w for key, words in VOCAL_WORDS.items()
-                     if all(dict(gender=key[0], style=key[1])[k] == v for k, v in match.items()) for w in words)
+    def voices(gender: str) -> tuple[str, ...]:
+        return tuple(w for (g, _), words in VOCAL_WORDS.items() if g == gender for w in words)
 
+    def group(name: str, words: tuple[str, ...], frames: tuple[str, ...], label: Label) -> FocusGroup:
+        return FocusGroup(name, _texts(words + MORE_WORDS.get(name, ()), frames), label)
+
+    mood_frames = ADJECTIVE_FRAMES + MOOD_FRAMES
     groups = [
-        FocusGroup("mood:major", _texts(MOOD_WORDS["major"], ADJECTIVE_FRAMES), _binary("mode_major", 1)),
-        FocusGroup("mood:minor", _texts(MOOD_WORDS["minor"], ADJECTIVE_FRAMES), _binary("mode_major", 0)),
-        FocusGroup("tempo:fast", _texts(FAST_WORDS, ADJECTIVE_FRAMES), _tempo(True)),
-        FocusGroup("tempo:slow", _texts(SLOW_WORDS, ADJECTIVE_FRAMES), _tempo(False)),
-        FocusGroup("voice:female", _texts(voices(gender="female"), NOUN_FRAMES), _binary("vocal_female", 1)),
-        FocusGroup("voice:male", _texts(voices(gender="male"), NOUN_FRAMES), _binary("vocal_female", 0)),
-        FocusGroup("voice:rap", _texts(voices(style="rap"), NOUN_FRAMES), _binary("vocal_rap", 1)),
-        FocusGroup("voice:sung", _texts(voices(style="sung"), NOUN_FRAMES), _binary("vocal_rap", 0)),
-        FocusGroup("vocals:none", _texts(NO_VOCALS, PHRASE_FRAMES), _binary("has_vocals", 0)),
+        group("mood:major", MOOD_WORDS["major"], mood_frames, _binary("mode_major", 1)),
+        group("mood:minor", MOOD_WORDS["minor"], mood_frames, _binary("mode_major", 0)),
+        group("tempo:fast", FAST_WORDS, ADJECTIVE_FRAMES, _tempo(True)),
+        group("tempo:slow", SLOW_WORDS, ADJECTIVE_FRAMES, _tempo(False)),
+        group("voice:female", voices("female"), NOUN_FRAMES, _binary("vocal_female", 1)),
+        group("voice:male", voices("male"), NOUN_FRAMES, _binary("vocal_female", 0)),
+        group("voice:rap", (), NOUN_FRAMES, _binary("vocal_rap", 1)),
+        group("voice:sung", (), NOUN_FRAMES, _binary("vocal_rap", 0)),
+        group("vocals:none", NO_VOCALS, PHRASE_FRAMES, _binary("has_vocals", 0)),
     ]
-    groups += [FocusGroup(f"instrument:{name}", _texts(INSTRUMENT_WORDS[name], NOUN_FRAMES), _instrument(i))
+    groups += [group(f"instrument:{name}", INSTRUMENT_WORDS[name], NOUN_FRAMES, _instrument(i))
                for i, name in enumerate(instruments) if name in INSTRUMENT_WORDS]
-    groups += [FocusGroup(f"genre:{name}", _texts(GENRE_WORDS[name], ADJECTIVE_FRAMES), _genre(i))
+    groups += [group(f"genre:{name}", GENRE_WORDS[name], ADJECTIVE_FRAMES, _genre(i))
                for i, name in enumerate(genres) if name in GENRE_WORDS]
     held_out = _evaluation_texts()
     return [FocusGroup(g.name, tuple(t for t in g.texts if t.lower() not in held_out), g.label) for g in groups]
