@@ -87,6 +87,40 @@ def test_fresh_transformer_predicts_zero_velocity():
     assert torch.count_nonzero(out) == 0  # adaLN-zero: training starts from the identity flow
 
 
+def test_patches_group_consecutive_frames_and_any_length_works():
+    torch.manual_seed(0)
+    model = TadaMiniTransformer(in_channels=4, width=32, num_layers=1, heads=2, max_tokens=5, patch_size=2)
+    torch.nn.init.normal_(model.proj_out.weight)  # not the zero init, so outputs show the layout
+    # the same network on unpatched tokens of 8 channels (channel c, frame k of a patch -> channel 2c + k)
+    flat = TadaMiniTransformer(in_channels=8, width=32, num_layers=1, heads=2, max_tokens=5)
+    flat.load_state_dict(model.state_dict())
+    text, t = torch.randn(1, 3, 384), torch.tensor([500.0])
+    x = torch.randn(1, 4, 10)
+    as_tokens = x.view(1, 4, 5, 2).permute(0, 1, 3, 2).reshape(1, 8, 5)
+    expected = flat(as_tokens, t, text).view(1, 4, 2, 5).permute(0, 1, 3, 2).reshape(1, 4, 10)
+    assert torch.allclose(model(x, t, text), expected, atol=1e-6)
+    # an odd length is zero-padded inside and the padding cut from the output: 9 frames -> 5 tokens
+    padded = torch.cat([x[..., :9], torch.zeros(1, 4, 1)], dim=-1)
+    assert torch.equal(model(x[..., :9], t, text), model(padded, t, text)[..., :9])
+    with pytest.raises(ValueError):
+        model(torch.randn(1, 4, 11), t, text)  # 6 tokens > 5
+
+
+def test_full_size_builder_is_the_training_config():
+    """`random-full:tada-mini` (GPU timing, speed checks) has the architecture that configs/mini.json trains."""
+    from tada.adapters.builders import _CONFIGS
+    from tada.mini.autoencoder import MelAutoencoder
+
+    trained = json.loads(open("configs/mini.json").read())
+    built = _CONFIGS["tada-mini"]["full"]
+    transformer = TadaMiniTransformer(**built["transformer"])
+    autoencoder = MelAutoencoder(**built["autoencoder"])
+    for key, value in trained["transformer"]["model"].items():
+        assert transformer.config[key] == value, key
+    for key, value in trained["autoencoder"]["model"].items():
+        assert autoencoder.config[key] == value, key
+
+
 def test_too_many_tokens_is_refused():
     with pytest.raises(ValueError):
         _tiny_transformer(max_tokens=8)(torch.randn(1, 4, 9), torch.tensor([1.0]), torch.randn(1, 2, 384))

@@ -439,7 +439,8 @@ _CONFIGS["tada-mini"] = {
         "autoencoder": {"channels": 16, "latent_channels": 8, "blocks_per_level": 1},
     },
     # The published tada-mini architecture (src/tada/mini/weights), here with random weights.
-    "full": {"transformer": {}, "autoencoder": {}},
+    # tests/test_mini.py checks it against configs/mini.json.
+    "full": {"transformer": {"patch_size": 2}, "autoencoder": {}},
 }
 
 # AudioLDM2 feeds the projected text through GPT-2 for this many steps (8 in AudioLDM2).
