@@ -51,7 +51,7 @@ def test_bundled_weights_load_with_their_provenance(bundled):
 def test_bundled_weights_rank_unseen_clips_by_the_probe(bundled, concept):
     """The two concepts the held-out benchmark puts at ROC AUC ~1: every positive clip above every negative."""
     test = TESTS[concept]
-    positive = [render_spec(s) for s in unseen_clips(lambda s: test.positive(s), 3)]
-    negative = [render_spec(s) for s in unseen_clips(lambda s: test.negative(s), 3)]
+    positive = [render_spec(s) for s in unseen_clips(test.positive, 3)]
+    negative = [render_spec(s) for s in unseen_clips(test.negative, 3)]
     scores = bundled.similarity(positive + negative, SAMPLE_RATE, test.probe)[:, 0]
     assert scores[:3].min() > scores[3:].max(), scores

@@ -28,6 +28,7 @@ MOOD_WORDS = {
 }
 FAST_WORDS = ("fast", "fast-paced", "energetic", "driving", "quick", "uptempo", "high-energy")
 SLOW_WORDS = ("slow", "laid-back", "relaxed", "slow-paced", "unhurried", "gentle", "downtempo")
+FAST_BPM, SLOW_BPM = 130, 85  # at or above: fast words; at or below: slow words
 MID_WORDS = ("mid-tempo", "moderate-tempo", "steady", "medium-paced")
 INSTRUMENT_WORDS = {
     "piano": ("piano", "grand piano", "acoustic piano", "piano chords"),
@@ -78,9 +79,9 @@ KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def _tempo_word(bpm: int, rng: random.Random) -> str:
-    if bpm >= 130:
+    if bpm >= FAST_BPM:
         return rng.choice(FAST_WORDS)
-    if bpm <= 85:
+    if bpm <= SLOW_BPM:
         return rng.choice(SLOW_WORDS)
     return rng.choice(MID_WORDS)
 

@@ -117,7 +117,7 @@ class TadaMiniPipeline:
         """Latent frames for a clip of ``seconds``: the nearest whole number (the waveform is then
         trimmed or zero-padded by at most two latent frames' worth, 32 ms, to the exact length)."""
         frames = round(frames_for(int(round(seconds * SAMPLE_RATE))) / self.autoencoder.downsample)
-        limit = int(self.transformer.config.max_tokens) * int(self.transformer.config.get("patch_size", 1))
+        limit = self.transformer.max_frames
         if not 1 <= frames <= limit:
             step = self.autoencoder.downsample * HOP / SAMPLE_RATE
             raise TadaError(f"tada-mini generates between {step:.2f} and {limit * step:.1f} seconds "

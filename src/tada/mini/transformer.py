@@ -93,13 +93,18 @@ class TadaMiniTransformer(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
+    @property
+    def max_frames(self) -> int:
+        """The longest latent sequence the position table covers."""
+        return self.config.max_tokens * self.config.patch_size
+
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, channels, frames = hidden_states.shape
         patch = self.config.patch_size
         tokens = -(-frames // patch)
-        if tokens > self.config.max_tokens:
-            raise ValueError(f"{frames} latent frames exceed the model's {self.config.max_tokens * patch}")
+        if frames > self.max_frames:
+            raise ValueError(f"{frames} latent frames exceed the model's {self.max_frames}")
         if timestep.ndim == 0:
             timestep = timestep.expand(batch)
         patches = F.pad(hidden_states, (0, tokens * patch - frames)).view(batch, channels, tokens, patch)

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..concepts import CONCEPTS
-from ..data.captions import (FAST_WORDS, GENRE_WORDS, INSTRUMENT_WORDS, MOOD_WORDS, NO_VOCALS, SLOW_WORDS, VOCAL_WORDS,
-                             with_articles)
+from ..data.captions import (FAST_BPM, FAST_WORDS, GENRE_WORDS, INSTRUMENT_WORDS, MOOD_WORDS, NO_VOCALS, SLOW_BPM, SLOW_WORDS,
+                             VOCAL_WORDS, with_articles)
 from .probes import TESTS
 
 # Synonyms only the focus texts use, on top of the caption generator's.
@@ -64,7 +64,6 @@ MORE_WORDS: dict[str, tuple[str, ...]] = {
     "genre:electronic": ("techno", "house music", "synthwave", "trance", "electro", "club music"),
 }
 MOOD_FRAMES = ("music that feels {}", "a song with a {} mood", "a {} melody", "it sounds {}")
-FAST_BPM, SLOW_BPM = 130, 85  # the caption generator's thresholds for fast and slow words
 ADJECTIVE_FRAMES = ("{}", "a {} song", "{} music", "a {} piece", "a {} tune", "something {}")
 NOUN_FRAMES = ("{}", "a song with {}", "music featuring {}", "a recording of {}", "a piece with {}")
 PHRASE_FRAMES = ("{}", "a song, {}", "music: {}")
@@ -99,10 +98,10 @@ def _binary(key: str, side: float) -> Label:
 
 def _tempo(fast: bool) -> Label:
     def label(t: Targets) -> torch.Tensor:
-        bpm = t["bpm"]
-        is_fast, is_slow = (bpm >= FAST_BPM).float(), (bpm <= SLOW_BPM).float()
-        yes, no = (is_fast, is_slow) if fast else (is_slow, is_fast)
-        return torch.where(yes > 0, 1.0, torch.where(no > 0, 0.0, -1.0))
+        yes, no = t["bpm"] >= FAST_BPM, t["bpm"] <= SLOW_BPM
+        if not fast:
+            yes, no = no, yes
+        return torch.where(yes, 1.0, torch.where(no, 0.0, -1.0))
     return label
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ..concepts import CONCEPTS
+from ..data.captions import FAST_BPM, SLOW_BPM
 from .labels import Clip
 
 
@@ -60,7 +61,7 @@ TESTS: dict[str, ConceptTest] = {
                      "a pianist performing")),
         ConceptTest("mood", lambda c: c.mode == "major", lambda c: c.mode == "minor",
                     ("music that puts you in a good mood", "an optimistic, lighthearted melody", "a joyful tune")),
-        ConceptTest("tempo", lambda c: c.bpm >= 130, lambda c: c.bpm <= 85,
+        ConceptTest("tempo", lambda c: c.bpm >= FAST_BPM, lambda c: c.bpm <= SLOW_BPM,
                     ("an energetic high-tempo piece", "music with a quick pace", "a rapid, driving rhythm")),
         ConceptTest("vocal_gender", _vocal("gender", "female"), _vocal("gender", "male"),
                     ("a song performed by a female vocalist", "a lady's voice over music",

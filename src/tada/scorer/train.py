@@ -129,11 +129,13 @@ class Trainer(TrainingLoop):
         # focus texts, embedded once (frozen MiniLM); only when the config weights them
         self.focus = (FocusBank(focus_groups(instruments, genres), SentenceEncoder().encode)
                       if config["loss_weights"].get("focus", 0) else None)
+        self.focus_labels = self.focus.labels(self.targets) if self.focus else None  # (clips, groups)
 
-    def _focus(self, target: dict[str, torch.Tensor], generator: torch.Generator | None):
+    def _focus(self, rows: list[int], generator: torch.Generator | None):
+        """A focus text per group (random, or each group's first without a generator) and the rows' labels."""
         if self.focus is None:
             return None
-        return self.focus.draw(generator).to(self.device), self.focus.labels(target)
+        return self.focus.draw(generator).to(self.device), self.focus_labels[rows].to(self.device)
 
     def _batch(self, step: int) -> list[int]:
         epoch, within = divmod(step, self.steps_per_epoch)
@@ -153,7 +155,7 @@ class Trainer(TrainingLoop):
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
         self.model.train()
         audio, text = self.model.audio_embedding(feats), self.model.text_embedding(sentences)
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(target, generator))
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(rows, generator))
         loss = sum(config["loss_weights"][k] * v for k, v in parts.items())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,7 +184,7 @@ class Trainer(TrainingLoop):
         for column, test in enumerate(TESTS.values()):
             pos, neg = test.split(val_clips)
             aucs[test.name] = roc_auc(probes[pos, column], probes[neg, column])
-        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(target, None))
+        parts = _losses(self.model, audio, text, caption_ids.to(self.device), target, self._focus(rows, None))
         return {"val_top1": top1, "auc": aucs, **{f"val_{k}": float(v) for k, v in parts.items()}}
 
     def plot(self, path: Path) -> None:
