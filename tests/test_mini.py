@@ -282,13 +282,17 @@ def test_cli_generates_with_tada_mini(trained, tmp_path):
 def test_signal_checks_on_synthetic_audio():
     from tada import signal_checks
 
-    t = np.arange(4 * SR) / SR
-    clicks = np.zeros_like(t)
-    for beat in np.arange(0, 4, 60 / 120):  # 120 BPM
-        clicks[int(beat * SR): int(beat * SR) + 200] = np.hanning(200)
-    assert abs(signal_checks.tempo_bpm(clicks, SR) - 120) < 6
+    t = np.arange(5 * SR) / SR
+    for bpm in (70, 150):  # a slow and a fast click track: no pull towards 120 BPM
+        clicks = np.zeros_like(t)
+        for beat in np.arange(0, 5, 60 / bpm):
+            clicks[int(beat * SR): int(beat * SR) + 200] = np.hanning(200)
+        assert abs(signal_checks.tempo_bpm(clicks, SR) / bpm - 1) < 0.05, bpm
     major, minor = chord_wave((48, 52, 55), 2.0), chord_wave((48, 51, 55), 2.0)
     assert signal_checks.mode(major, SR) == "major" and signal_checks.mode(minor, SR) == "minor"
     high, low = chord_wave((69,), 1.0), chord_wave((45,), 1.0)  # 440 Hz and 110 Hz
     assert abs(signal_checks.median_f0(high, SR) - 440) < 10 and abs(signal_checks.median_f0(low, SR) - 110) < 5
+    # an 82 Hz bass line is below the vocal floor: it reads at the floor, its own pitch only with a lower one
+    bass = chord_wave((40,), 1.0)
+    assert abs(signal_checks.median_f0(bass, SR) - signal_checks.VOCAL_FMIN) < 3 and abs(signal_checks.median_f0(bass, SR, fmin=65) - 82.4) < 3
     assert np.isnan(signal_checks.median_f0(np.zeros(SR, np.float32), SR))  # silence is unvoiced

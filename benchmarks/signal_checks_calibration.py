@@ -1,0 +1,96 @@
+"""How well the signal checks read the corpus's own labels, side by side with librosa's defaults.
+
+The tada-mini acceptance checks (tempo gap, key mode, vocal F0) are only as good as
+the estimators behind them. This measures each on labelled corpus clips, where the
+truth is known, so a setting is chosen on ground truth and never on the model's output:
+
+* tempo: median estimate of fast (>= 130 BPM) minus slow (<= 85 BPM) clips, against the
+  labelled gap; share of clips within 8% of the label; fast-vs-slow AUC.
+* mode: AUC of the mode score for major vs minor clips.
+* F0: share of (female, male) vocal clip pairs with the higher median F0 on the female clip.
+
+    python benchmarks/signal_checks_calibration.py --corpus DIR [--clips 300]
+
+``DIR`` is a corpus built by ``tada corpus build`` (``labels.jsonl`` + ``audio/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+from tada import signal_checks
+from tada.scorer.features import SAMPLE_RATE
+
+
+def librosa_default_tempo(audio: np.ndarray, sr: int) -> float:
+    wave = signal_checks._mono(audio, sr)
+    onset = librosa.onset.onset_strength(y=wave, sr=SAMPLE_RATE)
+    return float(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, aggregate=np.median)[0])
+
+
+def tempo_summary(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    fast, slow = truth >= 130, truth <= 85
+    both = fast | slow
+    return {"gap": float(np.median(estimates[fast]) - np.median(estimates[slow])),
+            "within_8pct": float(np.mean(np.abs(estimates / truth - 1) < 0.08)),
+            "fast_vs_slow_auc": float(roc_auc_score(fast[both], estimates[both]))}
+
+
+def female_higher(female: np.ndarray, male: np.ndarray) -> float:
+    return float(np.mean(np.nan_to_num(female, nan=0.0)[:, None] > np.nan_to_num(male, nan=np.inf)[None, :]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--clips", type=int, default=300, help="clips for tempo and mode (from the corpus's end)")
+    parser.add_argument("--vocal-clips", type=int, default=40, help="female and male vocal clips each, for F0")
+    parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in (args.corpus / "labels.jsonl").read_text().splitlines() if line.strip()]
+    if not rows:
+        sys.exit(f"error: {args.corpus} has no labelled clips")
+    rows = rows[-args.clips:]
+
+    def load(row: dict) -> tuple[np.ndarray, int]:
+        return sf.read(args.corpus / row["path"], dtype="float32")
+
+    truth, shipped, default, mode_scores, major = [], [], [], [], []
+    for row in tqdm(rows, desc="tempo and mode"):
+        audio, sr = load(row)
+        truth.append(row["bpm"])
+        shipped.append(signal_checks.tempo_bpm(audio, sr))
+        default.append(librosa_default_tempo(audio, sr))
+        mode_scores.append(signal_checks.mode_score(audio, sr))
+        major.append(row["mode"] == "major")
+    truth = np.array(truth, dtype=float)
+    report = {"clips": len(rows), "labelled_gap": float(np.median(truth[truth >= 130]) - np.median(truth[truth <= 85])),
+              "tempo_shipped": tempo_summary(np.array(shipped), truth),
+              "tempo_librosa_default": tempo_summary(np.array(default), truth),
+              "mode_auc": float(roc_auc_score(major, mode_scores))}
+
+    voices = {g: [r for r in rows if r.get("vocals") and r["vocals"]["gender"] == g][: args.vocal_clips]
+              for g in ("female", "male")}
+    f0 = {}
+    for name, fmin in (("shipped", signal_checks.VOCAL_FMIN), ("fmin_65", 65.0)):
+        med = {g: np.array([signal_checks.median_f0(*load(r), fmin=fmin) for r in tqdm(v, desc=f"F0 {name} {g}")])
+               for g, v in voices.items()}
+        f0[name] = female_higher(med["female"], med["male"])
+    report["f0_female_higher_pairs"] = f0
+    print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
