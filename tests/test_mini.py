@@ -227,6 +227,28 @@ def test_resumed_transformer_training_is_bitwise_identical(trained, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_extending_a_finished_run_equals_training_the_extended_config_from_scratch(trained, tmp_path):
+    from tada.errors import TadaError
+    from tada.mini.train import read_config
+    from tada.mini.train_transformer import TransformerTrainer
+
+    run, config_path, _ = trained
+    short = read_config(config_path)["transformer"]
+    long = {**short, "steps": short["steps"] + 3, "decay_steps": short["steps"]}
+    scratch = TransformerTrainer(run / "trainset", long, 0, tmp_path / "a", progress=False)
+    scratch.run()
+    TransformerTrainer(run / "trainset", short, 0, tmp_path / "b", progress=False).run()
+    extended = TransformerTrainer(run / "trainset", long, 0, tmp_path / "b", progress=False)
+    assert extended.resume() and extended.step == short["steps"] and not extended.done
+    extended.run()
+    for a, b in zip(scratch.model.state_dict().values(), extended.model.state_dict().values()):
+        assert torch.equal(a, b)
+    # more steps with the decay moved (the past would change), or any other change: refused
+    for changed in ({**short, "steps": short["steps"] + 3}, {**long, "lr": short["lr"] * 2}):
+        with pytest.raises(TadaError, match="different run"):
+            TransformerTrainer(run / "trainset", changed, 0, tmp_path / "b", progress=False).resume()
+
+
 # -- pipeline, adapter and CLI ----------------------------------------------------------------
 def test_pipeline_round_trip_and_steering_surface(trained, tmp_path):
     from tada.adapters import load_model

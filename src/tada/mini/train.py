@@ -21,6 +21,7 @@ import torch
 
 from ..errors import TadaError
 from ..training.config import check_keys, read_json
+from ..training.schedule import OPTIONAL_KEYS
 from . import train_autoencoder, train_transformer
 
 STAGES = ("autoencoder", "trainset", "transformer", "export")
@@ -32,9 +33,9 @@ PROVENANCE = "training.json"
 def read_config(path: str | Path) -> dict[str, Any]:
     config = read_json(path)
     check_keys(config, TOP_KEYS, str(path))
-    check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]")
+    check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
     check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]")
-    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]")
+    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]", OPTIONAL_KEYS)
     return config
 
 

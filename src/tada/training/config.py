@@ -22,11 +22,13 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return value
 
 
-def check_keys(config: dict[str, Any], keys: Iterable[str], source: str = "config") -> dict[str, Any]:
-    """Refuse missing and unknown keys (a typo would otherwise fall back to a default silently)."""
-    keys = list(keys)
+def check_keys(config: dict[str, Any], keys: Iterable[str], source: str = "config",
+               optional: Iterable[str] = ()) -> dict[str, Any]:
+    """Refuse missing and unknown keys (a typo would otherwise fall back to a default silently);
+    ``optional`` keys may be absent."""
+    keys, optional = list(keys), list(optional)
     missing = [k for k in keys if k not in config]
-    unknown = [k for k in config if k not in keys]
+    unknown = [k for k in config if k not in keys and k not in optional]
     if missing or unknown:
         raise TadaError(f"{source}: missing keys {missing or 'none'}, unknown keys {unknown or 'none'}")
     return config

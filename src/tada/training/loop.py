@@ -21,7 +21,20 @@ from tqdm import tqdm
 
 from ..errors import TadaError
 from . import checkpoint
-from .schedule import learning_rate
+from .schedule import decay_steps, learning_rate
+
+
+def extends(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether run ``new`` continues run ``old``: the same run but for more ``steps``, with the
+    learning-rate decay pinned where ``old`` had it, so ``old``'s past steps are ``new``'s too."""
+    if not old or "config" not in old or "config" not in new:
+        return False
+    a, b = dict(old["config"]), dict(new["config"])
+    if b["steps"] < a["steps"] or decay_steps(a) != decay_steps(b):
+        return False
+    for config in (a, b):
+        config.pop("steps"), config.pop("decay_steps", None)
+    return {**old, "config": a} == {**new, "config": b}
 
 
 def plot_history(history: list[dict[str, Any]], evals: list[dict[str, Any]], path: str | Path, title: str) -> None:
@@ -93,11 +106,13 @@ class TrainingLoop:
         if found is None:
             return False
         state = json.loads((found / checkpoint.STATE).read_text())
-        if state.get("run") != self.run_id:
+        if state.get("run") != self.run_id and not extends(state.get("run"), self.run_id):
             raise TadaError(f"{self.out} holds a checkpoint of a different run (config or data changed); "
                             "remove it or choose another --out")
         state = checkpoint.load(found, self.model, self.optimizer)
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+        if self.step > self.config["steps"]:
+            raise TadaError(f"{self.out} is already at step {self.step}, past this config's {self.config['steps']} steps")
         return True
 
     def save(self) -> None:

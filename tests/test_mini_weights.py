@@ -1,0 +1,63 @@
+"""The tada-mini weights committed in the package: they load offline on a fresh clone, they are a
+finished training run within the size budget, and the model follows its prompt.
+
+The prompt checks use decorations and base prompts of the concept presets (none of them a
+caption template of the training corpus) and seeds the acceptance benchmark does not use.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tada import signal_checks
+from tada.adapters import load_model
+from tada.concepts import BASE_PROMPTS, CONCEPTS
+from tada.mini import WEIGHTS_DIR
+from tada.mini.train import PROVENANCE
+from tada.scorer import Scorer
+
+SEEDS = [77, 78, 79]
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return load_model("tada-mini")
+
+
+def test_bundled_weights_are_a_finished_run_within_budget(mini):
+    provenance = json.loads((WEIGHTS_DIR / PROVENANCE).read_text())
+    config = provenance["config"]
+    assert provenance["transformer"]["steps"] == config["transformer"]["steps"]
+    assert provenance["autoencoder"]["steps"] == config["autoencoder"]["steps"]
+    size = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*") if p.is_file())
+    assert size <= 60e6, size
+    assert mini.family.name == "tada-mini" and len([s for s in mini.sites.values() if s.kind == "xattn"]) == 8
+
+
+def _pairs(mini, concept: str) -> tuple[np.ndarray, np.ndarray]:
+    c = CONCEPTS[concept]
+    bases = [BASE_PROMPTS[1], BASE_PROMPTS[4]]
+    grid = [(b, s) for b in bases for s in SEEDS[:2]]
+    pos = mini.generate([c.positive.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
+    neg = mini.generate([c.negative.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
+    return pos, neg
+
+
+@pytest.mark.parametrize("concept", ["jazz_vs_rock", "vocal_style"])
+def test_positive_prompts_score_higher_on_the_probe(mini, concept):
+    pos, neg = _pairs(mini, concept)
+    scorer = Scorer.load()
+    probe = CONCEPTS[concept].probe
+    sp = scorer.similarity(list(pos), mini.sample_rate, probe)[:, 0]
+    sn = scorer.similarity(list(neg), mini.sample_rate, probe)[:, 0]
+    assert bool((sp > sn).all()), (sp, sn)
+
+
+def test_fast_prompts_are_faster_than_slow_ones(mini):
+    fast, slow = _pairs(mini, "tempo")
+    bpm_fast = np.median([signal_checks.tempo_bpm(c, mini.sample_rate) for c in fast])
+    bpm_slow = np.median([signal_checks.tempo_bpm(c, mini.sample_rate) for c in slow])
+    assert bpm_fast - bpm_slow >= 20, (bpm_fast, bpm_slow)
