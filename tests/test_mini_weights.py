@@ -34,7 +34,7 @@ def test_bundled_weights_are_a_finished_run_within_budget(mini):
     assert provenance["autoencoder"]["steps"] == config["autoencoder"]["steps"]
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*") if p.is_file())
     assert size <= 60e6, size
-    assert mini.family.name == "tada-mini" and len([s for s in mini.sites.values() if s.kind == "xattn"]) == 8
+    assert mini.family == "tada-mini" and len([s for s in mini.sites.values() if s.kind == "xattn"]) == 8
 
 
 def _pairs(mini, concept: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +61,15 @@ def test_fast_prompts_are_faster_than_slow_ones(mini):
     bpm_fast = np.median([signal_checks.tempo_bpm(c, mini.sample_rate) for c in fast])
     bpm_slow = np.median([signal_checks.tempo_bpm(c, mini.sample_rate) for c in slow])
     assert bpm_fast - bpm_slow >= 20, (bpm_fast, bpm_slow)
+
+
+def test_the_main_job_turns_piano_up_on_the_bundled_model(tmp_path):
+    """``make demo``'s command: a CAA vector, one clip without and one with piano, both scored."""
+    from conftest import run_cli
+
+    result = run_cli("demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "piano.safetensors").is_file() and (tmp_path / "unsteered.wav").is_file()
+    line = [line for line in result.stdout.splitlines() if line.startswith("probe")][0]
+    unsteered, steered = (float(part.split()[-1]) for part in line.split(":", 1)[1].split(","))
+    assert steered > unsteered + 0.1, line

@@ -18,6 +18,8 @@ import typer
 from .data.cli import data_app
 from .errors import TadaError
 
+DEMO_ALPHA = 2.0  # tada-mini: about one median token norm of its cross-attention outputs
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Steer text-to-music diffusion models from the inside.")
 app.add_typer(data_app, name="data")
@@ -172,15 +174,19 @@ def steer(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), help="Output directory."),
-    model: str = typer.Option("random-tiny:ace-step-1.5", help="Model id to steer."),
+    model: str = typer.Option("tada-mini", help="Model id to steer."),
     concept: str = typer.Option("piano", help="Concept preset to turn up."),
-    alpha: float = typer.Option(8.0, help="Steering strength."),
-    n_pairs: int = typer.Option(8, help="Prompt pairs for the CAA vector."),
+    alpha: float = typer.Option(DEMO_ALPHA, help="Steering strength (tada-mini's token norms are about 2)."),
+    n_pairs: int = typer.Option(16, help="Prompt pairs for the CAA vector."),
+    prompt: str = typer.Option("a calm tune for a rainy afternoon", help="What to generate."),
+    seed: int = typer.Option(0, help="Seed shared by both clips."),
 ) -> None:
-    """The main job end to end: compute a concept vector, generate without and with it."""
+    """The main job end to end: compute a concept vector, generate without and with it, score both."""
     from .caa import compute_caa
-    from .concepts import concept_pairs
+    from .concepts import CONCEPTS, concept_pairs
 
+    if concept not in CONCEPTS:
+        raise TadaError(f"unknown concept {concept!r}; presets are {', '.join(CONCEPTS)}")
     adapter = _load(model, "float32", "cpu", progress=False)
     typer.echo(adapter.describe())
     vector_path = out / f"{concept}.safetensors"
@@ -188,13 +194,18 @@ def demo(
                          prompt_set={"source": "preset", "concept": concept, "n_pairs": n_pairs},
                          work_dir=out / f"{concept}.parts")
     vector.save(vector_path)
-    prompt = "a calm tune for a rainy afternoon"
-    plain = adapter.generate(prompt, seed=0)
+    plain = adapter.generate(prompt, seed=seed)
     with vector.apply(adapter, alpha):
-        steered = adapter.generate(prompt, seed=0)
+        steered = adapter.generate(prompt, seed=seed)
     typer.echo(f"vector:    {vector_path}")
     typer.echo(f"unsteered: {plain.save(out / 'unsteered.wav')}")
     typer.echo(f"steered:   {steered.save(out / f'{concept}_alpha{alpha:g}.wav')}  ({concept} x {alpha:g})")
+    if adapter.family == "tada-mini":  # the offline scorer knows the bundled model's sound world
+        from .scorer import Scorer
+
+        probe = CONCEPTS[concept].probe
+        sims = Scorer.load().similarity([plain.samples[0, 0], steered.samples[0, 0]], adapter.sample_rate, probe)[:, 0]
+        typer.echo(f"probe {probe!r}: unsteered {float(sims[0]):.3f}, steered {float(sims[1]):.3f}")
 
 
 @app.command()
