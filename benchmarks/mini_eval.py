@@ -85,7 +85,7 @@ def main() -> None:
     bases = list(BASE_PROMPTS[: args.prompts])
     seeds = [1000 + s for s in range(args.seeds)]
     grid = [(b, s) for b in bases for s in seeds]
-    adherence, clips = {}, {}
+    adherence, clips, pair_scores = {}, {}, {}
     for name, concept in CONCEPTS.items():
         pos = generate(model, [concept.positive.format(p=b) for b, _ in grid], [s for _, s in grid])
         neg = generate(model, [concept.negative.format(p=b) for b, _ in grid], [s for _, s in grid])
@@ -93,12 +93,16 @@ def main() -> None:
         sp = scorer.similarity(list(pos), sr, concept.probe)[:, 0].numpy()
         sn = scorer.similarity(list(neg), sr, concept.probe)[:, 0].numpy()
         adherence[name] = float(np.mean(sp > sn))
+        pair_scores[name] = {"positive": sp.astype(float).round(4).tolist(), "negative": sn.astype(float).round(4).tolist()}
         print(f"adherence {name:24s} {adherence[name]:.2f}")
     report["adherence"] = adherence
+    report["pairs"] = {"prompts_seeds": grid, "probe_scores": pair_scores}
 
     fast, slow = clips["tempo"]
-    tempo = {"fast_median_bpm": float(np.median([signal_checks.tempo_bpm(c, sr) for c in fast])),
-             "slow_median_bpm": float(np.median([signal_checks.tempo_bpm(c, sr) for c in slow]))}
+    bpm_fast = [signal_checks.tempo_bpm(c, sr) for c in fast]
+    bpm_slow = [signal_checks.tempo_bpm(c, sr) for c in slow]
+    tempo = {"fast_median_bpm": float(np.median(bpm_fast)), "slow_median_bpm": float(np.median(bpm_slow)),
+             "fast_bpm": np.round(bpm_fast, 1).tolist(), "slow_bpm": np.round(bpm_slow, 1).tolist()}
     tempo["gap"] = tempo["fast_median_bpm"] - tempo["slow_median_bpm"]
     happy, sad = clips["mood"]
     mh = np.array([signal_checks.mode_score(c, sr) for c in happy])
