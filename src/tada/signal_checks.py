@@ -45,12 +45,12 @@ def _mono(audio: np.ndarray | torch.Tensor, sr: int) -> np.ndarray:
     return to_mono_16k(audio, sr).numpy()
 
 
-def tempo_bpm(audio: np.ndarray | torch.Tensor, sr: int) -> float:
-    """Estimated tempo in beats per minute."""
+def tempo_bpm(audio: np.ndarray | torch.Tensor, sr: int, prior: object = TEMPO_PRIOR, hop_length: int = TEMPO_HOP) -> float:
+    """Estimated tempo in beats per minute (``prior=None, hop_length=512`` are librosa's own defaults)."""
     wave = _mono(audio, sr)
-    onset = librosa.onset.onset_strength(y=wave, sr=SAMPLE_RATE, hop_length=TEMPO_HOP)
-    tempo = librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=TEMPO_HOP, aggregate=np.median,
-                                  prior=TEMPO_PRIOR)
+    onset = librosa.onset.onset_strength(y=wave, sr=SAMPLE_RATE, hop_length=hop_length)
+    tempo = librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=hop_length, aggregate=np.median,
+                                  prior=prior)
     return float(np.atleast_1d(tempo)[0])
 
 
