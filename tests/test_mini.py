@@ -305,11 +305,20 @@ def test_signal_checks_on_synthetic_audio():
     from tada import signal_checks
 
     t = np.arange(5 * SR) / SR
-    for bpm in (70, 150):  # a slow and a fast click track: no pull towards 120 BPM
-        clicks = np.zeros_like(t)
-        for beat in np.arange(0, 5, 60 / bpm):
-            clicks[int(beat * SR): int(beat * SR) + 200] = np.hanning(200)
-        assert abs(signal_checks.tempo_bpm(clicks, SR) / bpm - 1) < 0.05, bpm
+
+    def clicks(bpm: float, per_beat: int) -> np.ndarray:  # accented beats, weaker subdivisions
+        wave = np.zeros_like(t)
+        for i, at in enumerate(np.arange(0, 5, 60 / bpm / per_beat)):
+            wave[int(at * SR): int(at * SR) + 200] += np.hanning(200) * (1.0 if i % per_beat == 0 else 0.4)
+        return wave
+
+    for bpm in (70, 150):  # slow and fast: no pull towards 120 BPM
+        # eighth notes, as corpus music has them: the autocorrelation alone reads 70 BPM at
+        # double tempo, the onset rate picks the beat level
+        assert abs(signal_checks.tempo_bpm(clicks(bpm, 2), SR) / bpm - 1) < 0.05, bpm
+        assert abs(signal_checks.tempo_bpm(clicks(bpm, 1), SR, metrical_level=False) / bpm - 1) < 0.05, bpm
+    assert abs(signal_checks.tempo_bpm(clicks(70, 2), SR, metrical_level=False) / 140 - 1) < 0.05
+    assert signal_checks.onset_rate(clicks(150, 2), SR) == pytest.approx(5.0, abs=0.4)  # 25 clicks in 5 s
     major, minor = chord_wave((48, 52, 55), 2.0), chord_wave((48, 51, 55), 2.0)
     assert signal_checks.mode(major, SR) == "major" and signal_checks.mode(minor, SR) == "minor"
     high, low = chord_wave((69,), 1.0), chord_wave((45,), 1.0)  # 440 Hz and 110 Hz
