@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -38,6 +38,37 @@ def check_alpha(alpha: float) -> float:
     if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
         raise TadaError(f"alpha {alpha:g} is out of range: use a finite value within +-{MAX_ALPHA:g}")
     return alpha
+
+
+def write_artifact(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically: a killed save never leaves a half-written artifact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def read_artifact(path: Path, fmt: str, version: str, required: Iterable[str],
+                  kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a tada artifact of format ``fmt``; one clear error line for anything else."""
+    if not path.is_file():
+        raise ArtifactError(f"no {kind} file at {path}")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not a readable safetensors file ({exc})") from None
+    if meta.get("format") != fmt:
+        raise ArtifactError(f"{path} is not a tada {kind} (format {meta.get('format')!r})")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise ArtifactError(f"{path} lacks metadata: {', '.join(missing)}")
+    if meta["format_version"] != version:
+        raise ArtifactError(f"{path} has format version {meta['format_version']}; this tada reads {version}")
+    return tensors, meta
 
 
 @dataclass
@@ -91,37 +122,16 @@ class SteeringVector:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a killed save never leaves a half-written artifact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"vector/{alias}": vec.detach().float().cpu().contiguous() for alias, vec in self.vectors.items()}
-        tensors["timesteps"] = self.timesteps.detach().double().cpu().contiguous()
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=self.metadata())
-        os.replace(tmp, path)
-        return path
+        tensors = {f"vector/{alias}": vec.detach().float() for alias, vec in self.vectors.items()}
+        tensors["timesteps"] = self.timesteps.detach().double()
+        return write_artifact(path, tensors, self.metadata())
 
     save_pretrained = save
 
     @classmethod
     def load(cls, path: str | Path) -> "SteeringVector":
         path = Path(path)
-        if not path.is_file():
-            raise ArtifactError(f"no steering vector file at {path}")
-        try:
-            tensors = load_file(str(path))
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ArtifactError(f"{path} is not a readable safetensors file ({exc})") from None
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path} is not a tada steering vector (format {meta.get('format')!r})")
-        missing = [key for key in _REQUIRED if key not in meta]
-        if missing:
-            raise ArtifactError(f"{path} lacks metadata: {', '.join(missing)}")
-        if meta["format_version"] != FORMAT_VERSION:
-            raise ArtifactError(f"{path} has format version {meta['format_version']}; this tada reads {FORMAT_VERSION}")
+        tensors, meta = read_artifact(path, FORMAT, FORMAT_VERSION, _REQUIRED, "steering vector")
         try:
             sites = json.loads(meta["sites"])
             vectors = {alias: tensors[f"vector/{alias}"] for alias in sites}

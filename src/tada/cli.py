@@ -141,6 +141,59 @@ def caa(
 
 
 @app.command()
+def localize(
+    model: str = MODEL_ARG,
+    concept: Optional[str] = typer.Option(None, help="A concept preset: its (positive, negative) prompts and probe."),
+    pairs: Optional[Path] = typer.Option(None, help="CSV of (clean, corrupted) prompt pairs; needs --probe."),
+    probe: Optional[str] = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
+    n_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs."),
+    sites_: Optional[str] = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
+    seconds: Optional[float] = typer.Option(None),
+    steps: Optional[int] = typer.Option(None),
+    guidance: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for all its runs."),
+    batch_pairs: int = typer.Option(8, help="Pairs generated together in one batch."),
+    work_dir: Optional[Path] = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes."),
+    out: Path = typer.Option(..., help="Output .safetensors impact table."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the impacts as a heatmap (PNG)."),
+    scorer_weights: Optional[Path] = typer.Option(None, help="Scorer weights directory (default: the shipped ones)."),
+    dtype: str = DTYPE_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Activation patching: how much of a concept each cross-attention layer restores on its own."""
+    from .concepts import concept_pairs, get_concept, read_pairs
+    from .localize import localize as run_localize
+    from .localize import plot_impacts
+    from .scorer import Scorer
+
+    if (concept is None) == (pairs is None):
+        raise TadaError("give exactly one of --concept or --pairs")
+    if concept is not None:
+        prompt_pairs = concept_pairs(concept, n_pairs)
+        probe = probe if probe is not None else get_concept(concept).probe
+    else:
+        if probe is None:
+            raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")
+        prompt_pairs = read_pairs(pairs, n_pairs)
+    adapter = _load(model, dtype, device, progress=False)
+    table = run_localize(
+        adapter, prompt_pairs, probe, Scorer.load(scorer_weights), sites=sites_, seconds=seconds, steps=steps,
+        guidance=guidance, seed=seed, batch_pairs=batch_pairs,
+        work_dir=work_dir or out.with_name(out.name + ".parts"), concept=concept or pairs.stem,
+    )
+    table.save(out)
+    typer.echo(f"probe {probe!r}: clean {float(table.clean.mean()):.3f}, corrupted {float(table.corrupt.mean()):.3f}")
+    if table.contrast <= 0:
+        typer.echo("warning: the probe scores the corrupted clips higher than the clean ones; the impacts mean little")
+    for alias, value in table.ranked():
+        typer.echo(f"{value:>7.3f}  {alias}")
+    if plot is not None:
+        plot_impacts([table], plot)
+        typer.echo(f"wrote {plot}")
+    typer.echo(f"wrote {out}: {len(table.sites)} sites x {len(prompt_pairs)} pairs")
+
+
+@app.command()
 def steer(
     model: str = MODEL_ARG,
     prompt: str = typer.Option(..., help="Text prompt."),
