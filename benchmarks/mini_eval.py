@@ -11,8 +11,11 @@ positive and the negative version.
   "sad" ordered by the key-mode estimate in >= 75% of pairs; female vs male vocal prompts:
   higher median F0 in >= 85% of pairs.
 * CAA: a vector per concept (preset pairs, all cross-attention outputs), swept over
-  alphas; the mean probe score over prompts must rise monotonically with alpha, and
-  alpha 0 must be bitwise identical to no steering.
+  alphas calibrated per concept (the paper's protocol: each direction up to the alpha
+  whose preservation distance equals that of the concept's prompt edit; 1/3, 2/3, 1 of
+  it) and, for comparison, over fixed alphas in token norms; the mean probe score over
+  prompts must rise monotonically with the calibrated alpha, and alpha 0 must be bitwise
+  identical to no steering.
 * speed: seconds to generate a 5 s clip at the default steps on this machine (CPU, all
   threads); real-time factor = 5 / that.
 
@@ -70,7 +73,8 @@ def main() -> None:
     parser.add_argument("--caa-pairs", type=int, default=16)
     parser.add_argument("--caa-prompts", type=int, default=10)
     parser.add_argument("--alphas", default="0.25,0.5,1",
-                        help="positive alphas, in units of the sites' median token norm (beyond 1 most concepts "
+                        help="positive alphas, in units of the sites' median token norm: the fixed sweep and the "
+                             "points where the calibration measures preservation (beyond 1 most concepts "
                              "saturate: at 0.5,1,2 the probe fell back at 2 for piano, jazz_vs_rock and classical)")
     parser.add_argument("--skip-caa", action="store_true")
     args = parser.parse_args()
@@ -129,6 +133,16 @@ def main() -> None:
 
 
 def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
+    """Per concept: CAA over fixed alphas (in token norms) and over alphas calibrated per concept.
+
+    The calibrated range is the paper's: per direction, the alpha at which steering moves
+    the audio (preservation distance to the unsteered clip) as far as the concept's own
+    prompt edit does ("{p}" -> "fast song, {p}"); where that edit is the neutral prompt
+    itself (piano, violin: "{p}" -> "{p}"), the other direction's distance. The sweep is
+    1/3, 2/3 and 1 of it each way. The calibration looks only at preservation, never at
+    the probe.
+    """
+    from tada.calibration import calibrate_alpha
     from tada.interventions import Capture
 
     sites = [s for s in model.sites.values() if s.kind == "xattn"]
@@ -137,24 +151,51 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         model.generate("a song", seed=0)
     unit = float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
     ks = [float(k) for k in args.alphas.split(",")]
-    alphas = sorted({0.0, *[k * unit for k in ks], *[-k * unit for k in ks]})
     prompts = list(BASE_PROMPTS[-args.caa_prompts:])  # the CAA pairs use the first prompts
     seeds = list(range(len(prompts)))
-    plain = generate(model, prompts, seeds)
+    plain = model.generate(prompts, seed=seeds).samples
+
+    def probe(clips: np.ndarray, text: str) -> float:
+        return float(scorer.similarity(list(clips), model.sample_rate, text)[:, 0].mean())
+
     results, ok = {}, True
     for name, concept in CONCEPTS.items():
         vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
-        means = []
-        for alpha in alphas:
-            with vector.apply(model, alpha):
-                audio = generate(model, prompts, seeds)
-            if alpha == 0.0 and not np.array_equal(audio, plain):
+        with vector.apply(model, 0.0):
+            if not np.array_equal(model.generate(prompts, seed=seeds).samples, plain):
                 raise TadaError(f"{name}: alpha 0 is not bitwise identical to unsteered generation")
-            means.append(float(scorer.similarity(list(audio), model.sample_rate, concept.probe)[:, 0].mean()))
-        monotonic = bool(np.all(np.diff(means) > 0))
-        results[name] = {"alphas": alphas, "mean_probe": means, "monotonic": monotonic}
+        clips = {0.0: plain}
+        calibration = {}
+        for sign, decoration in ((1.0, concept.positive), (-1.0, concept.negative)):
+            edited = [decoration.format(p=p) for p in prompts]
+            neutral = edited == prompts
+            cal = calibrate_alpha(model, vector, scorer, prompts, None if neutral else edited,
+                                  [sign * k * unit for k in ks], seeds=seeds, plain=plain,
+                                  target=calibration[1.0].target if neutral else None)
+            calibration[sign] = cal
+            clips.update(zip(cal.alphas, cal.clips))
+        fixed = sorted(clips)
+        fixed_means = [probe(clips[a], concept.probe) for a in fixed]
+        calibrated = sorted({0.0, *[f * calibration[s].alpha for s in (1.0, -1.0) for f in (1 / 3, 2 / 3, 1.0)]})
+        calibrated_means = []
+        for alpha in calibrated:
+            if alpha not in clips:
+                with vector.apply(model, alpha):
+                    clips[alpha] = model.generate(prompts, seed=seeds).samples
+            calibrated_means.append(probe(clips[alpha], concept.probe))
+        monotonic = bool(np.all(np.diff(calibrated_means) > 0))
+        results[name] = {
+            "alphas": fixed, "mean_probe": fixed_means, "monotonic_fixed": bool(np.all(np.diff(fixed_means) > 0)),
+            "calibrated_alphas": calibrated, "calibrated_mean_probe": calibrated_means, "monotonic": monotonic,
+            "calibration": {("positive" if s > 0 else "negative"): {
+                "target_distance": c.target, "alpha": c.alpha, "reached": c.reached, "distances": c.distances}
+                for s, c in calibration.items()},
+        }
         ok = ok and monotonic
-        print(f"CAA {name:24s} monotonic={monotonic} " + " ".join(f"{m:.3f}" for m in means))
+        print(f"CAA {name:24s} fixed     " + " ".join(f"{m:.3f}" for m in fixed_means))
+        print(f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
+              f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
+              + " ".join(f"{m:.3f}" for m in calibrated_means))
     _plot(results, unit, args.out / "caa.png")
     return {"unit_norm": unit, "concepts": results}, ok
 
@@ -167,9 +208,11 @@ def _plot(results: dict, unit: float, path: Path) -> None:
 
     fig, axes = plt.subplots(3, 3, figsize=(11, 9), sharex=True)
     for ax, (name, r) in zip(axes.flat, results.items()):
-        ax.plot(np.array(r["alphas"]) / unit, r["mean_probe"], "o-")
+        ax.plot(np.array(r["alphas"]) / unit, r["mean_probe"], "o-", color="0.6", label="fixed")
+        ax.plot(np.array(r["calibrated_alphas"]) / unit, r["calibrated_mean_probe"], "s-", label="calibrated")
         ax.set_title(name, fontsize=9)
         ax.axvline(0, color="grey", lw=0.5)
+    axes.flat[0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("alpha / median token norm")
     fig.suptitle("tada-mini: CAA alpha vs mean probe similarity")

@@ -37,13 +37,19 @@ def test_bundled_weights_are_a_finished_run_within_budget(mini):
     assert mini.family == "tada-mini" and len([s for s in mini.sites.values() if s.kind == "xattn"]) == 8
 
 
+_GENERATED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def _pairs(mini, concept: str) -> tuple[np.ndarray, np.ndarray]:
-    c = CONCEPTS[concept]
-    bases = [BASE_PROMPTS[1], BASE_PROMPTS[4]]
-    grid = [(b, s) for b in bases for s in SEEDS[:2]]
-    pos = mini.generate([c.positive.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
-    neg = mini.generate([c.negative.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
-    return pos, neg
+    """Positive and negative clips of 2 base prompts x 2 seeds (generated once per concept)."""
+    if concept not in _GENERATED:
+        c = CONCEPTS[concept]
+        bases = [BASE_PROMPTS[1], BASE_PROMPTS[4]]
+        grid = [(b, s) for b in bases for s in SEEDS[:2]]
+        pos = mini.generate([c.positive.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
+        neg = mini.generate([c.negative.format(p=b) for b, _ in grid], seed=[s for _, s in grid]).samples[:, 0]
+        _GENERATED[concept] = pos, neg
+    return _GENERATED[concept]
 
 
 @pytest.mark.parametrize("concept", ["jazz_vs_rock", "vocal_style", "tempo"])
@@ -54,6 +60,13 @@ def test_positive_prompts_score_higher_on_the_probe(mini, concept):
     sp = scorer.similarity(list(pos), mini.sample_rate, probe)[:, 0]
     sn = scorer.similarity(list(neg), mini.sample_rate, probe)[:, 0]
     assert bool((sp > sn).all()), (sp, sn)
+
+
+def test_fast_prompts_are_faster_than_slow_ones(mini):
+    fast, slow = _pairs(mini, "tempo")
+    bpm_fast = [signal_checks.tempo_bpm(c, mini.sample_rate) for c in fast]
+    bpm_slow = [signal_checks.tempo_bpm(c, mini.sample_rate) for c in slow]
+    assert np.median(bpm_fast) >= np.median(bpm_slow) + 30, (bpm_fast, bpm_slow)
 
 
 def test_female_vocal_prompts_sing_higher_than_male_ones(mini):
