@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -30,6 +30,7 @@ FORMAT_VERSION = "1"
 OPERATIONS = ("add", "project")
 MAX_ALPHA = 1.0e4
 _REQUIRED = ("format", "format_version", "family", "width", "sites", "operation", "normalisation")
+T = TypeVar("T")
 
 
 def check_alpha(alpha: float) -> float:
@@ -50,9 +51,9 @@ def write_artifact(path: str | Path, tensors: dict[str, torch.Tensor], metadata:
     return path
 
 
-def read_artifact(path: Path, fmt: str, version: str, required: Iterable[str],
-                  kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a tada artifact of format ``fmt``; one clear error line for anything else."""
+def read_artifact(path: Path, fmt: str, version: str, required: Iterable[str], kind: str,
+                  build: Callable[[dict[str, torch.Tensor], dict[str, str]], T]) -> T:
+    """``build(tensors, metadata)`` of a tada artifact of format ``fmt``; one clear error line for anything else."""
     if not path.is_file():
         raise ArtifactError(f"no {kind} file at {path}")
     try:
@@ -68,7 +69,12 @@ def read_artifact(path: Path, fmt: str, version: str, required: Iterable[str],
         raise ArtifactError(f"{path} lacks metadata: {', '.join(missing)}")
     if meta["format_version"] != version:
         raise ArtifactError(f"{path} has format version {meta['format_version']}; this tada reads {version}")
-    return tensors, meta
+    try:
+        return build(tensors, meta)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path} is corrupt: missing or unreadable entry {exc}") from None
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
 
 
 @dataclass
@@ -130,22 +136,13 @@ class SteeringVector:
 
     @classmethod
     def load(cls, path: str | Path) -> "SteeringVector":
-        path = Path(path)
-        tensors, meta = read_artifact(path, FORMAT, FORMAT_VERSION, _REQUIRED, "steering vector")
-        try:
+        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> "SteeringVector":
             sites = json.loads(meta["sites"])
-            vectors = {alias: tensors[f"vector/{alias}"] for alias in sites}
-            timesteps = tensors["timesteps"]
-            width = int(meta["width"])
-            prompt_set = json.loads(meta.get("prompt_set", "{}"))
-            settings = json.loads(meta.get("settings", "{}"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ArtifactError(f"{path} is corrupt: missing or unreadable entry {exc}") from None
-        try:
-            return cls(vectors, timesteps, meta["family"], width, meta.get("concept", ""), meta["operation"],
-                       meta["normalisation"], prompt_set, settings)
-        except ArtifactError as exc:
-            raise ArtifactError(f"{path}: {exc}") from None
+            return cls({alias: tensors[f"vector/{alias}"] for alias in sites}, tensors["timesteps"], meta["family"],
+                       int(meta["width"]), meta.get("concept", ""), meta["operation"], meta["normalisation"],
+                       json.loads(meta.get("prompt_set", "{}")), json.loads(meta.get("settings", "{}")))
+
+        return read_artifact(Path(path), FORMAT, FORMAT_VERSION, _REQUIRED, "steering vector", build)
 
     from_pretrained = load
 

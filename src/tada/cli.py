@@ -29,6 +29,8 @@ DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or fl
 DEVICE_OPT = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
 THREADS_OPT = typer.Option(None, help="CPU threads for torch (default: torch's choice).")
 TIME_LIMIT_OPT = typer.Option(None, help="Stop (with a checkpoint) after this many minutes; run again to go on.")
+N_PAIRS_OPT = typer.Option(None, help="Use only the first N pairs.")
+WORK_DIR_OPT = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes.")
 
 
 def _training_budget(threads: Optional[int], time_limit: Optional[float]) -> Optional[float]:
@@ -47,6 +49,19 @@ def _load(model_id: str, dtype: str, device: str, progress: bool = True):
     if progress and hasattr(model, "pipeline"):
         model.pipeline.set_progress_bar_config(disable=False, leave=False, desc="denoising")
     return model
+
+
+def _prompt_pairs(concept: Optional[str], pairs: Optional[Path], n_pairs: Optional[int]) -> tuple[list, dict]:
+    """The pairs of a concept preset or of a CSV file (exactly one given), and where they came from."""
+    from .concepts import concept_pairs, read_pairs
+
+    if (concept is None) == (pairs is None):
+        raise TadaError("give exactly one of --concept or --pairs")
+    if concept is not None:
+        prompt_pairs = concept_pairs(concept, n_pairs)
+        return prompt_pairs, {"source": "preset", "concept": concept, "n_pairs": len(prompt_pairs)}
+    prompt_pairs = read_pairs(pairs, n_pairs)
+    return prompt_pairs, {"source": str(pairs), "n_pairs": len(prompt_pairs)}
 
 
 def _parse_steer(spec: str) -> tuple[Path, float]:
@@ -105,30 +120,22 @@ def caa(
     model: str = MODEL_ARG,
     concept: Optional[str] = typer.Option(None, help="A concept preset (piano, mood, tempo, ...)."),
     pairs: Optional[Path] = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
-    n_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs."),
+    n_pairs: Optional[int] = N_PAIRS_OPT,
     sites_: Optional[str] = typer.Option(None, "--sites", help="Comma-separated site aliases (default: every xattn)."),
     seconds: Optional[float] = typer.Option(None),
     steps: Optional[int] = typer.Option(None),
     guidance: Optional[float] = typer.Option(None),
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
     batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
-    work_dir: Optional[Path] = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes."),
+    work_dir: Optional[Path] = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors steering vector."),
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
     """Compute a contrastive activation addition (CAA) steering vector."""
     from .caa import compute_caa
-    from .concepts import concept_pairs, read_pairs
 
-    if (concept is None) == (pairs is None):
-        raise TadaError("give exactly one of --concept or --pairs")
-    if concept is not None:
-        prompt_pairs = concept_pairs(concept, n_pairs)
-        prompt_set = {"source": "preset", "concept": concept, "n_pairs": len(prompt_pairs)}
-    else:
-        prompt_pairs = read_pairs(pairs, n_pairs)
-        prompt_set = {"source": str(pairs), "n_pairs": len(prompt_pairs)}
+    prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
     adapter = _load(model, dtype, device, progress=False)
     vector = compute_caa(
         adapter, prompt_pairs, sites=sites_, seconds=seconds, steps=steps, guidance=guidance, seed=seed,
@@ -146,14 +153,14 @@ def localize(
     concept: Optional[str] = typer.Option(None, help="A concept preset: its (positive, negative) prompts and probe."),
     pairs: Optional[Path] = typer.Option(None, help="CSV of (clean, corrupted) prompt pairs; needs --probe."),
     probe: Optional[str] = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
-    n_pairs: Optional[int] = typer.Option(None, help="Use only the first N pairs."),
+    n_pairs: Optional[int] = N_PAIRS_OPT,
     sites_: Optional[str] = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
     seconds: Optional[float] = typer.Option(None),
     steps: Optional[int] = typer.Option(None),
     guidance: Optional[float] = typer.Option(None),
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for all its runs."),
     batch_pairs: int = typer.Option(8, help="Pairs generated together in one batch."),
-    work_dir: Optional[Path] = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes."),
+    work_dir: Optional[Path] = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors impact table."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the impacts as a heatmap (PNG)."),
     scorer_weights: Optional[Path] = typer.Option(None, help="Scorer weights directory (default: the shipped ones)."),
@@ -161,20 +168,16 @@ def localize(
     device: str = DEVICE_OPT,
 ) -> None:
     """Activation patching: how much of a concept each cross-attention layer restores on its own."""
-    from .concepts import concept_pairs, get_concept, read_pairs
+    from .concepts import get_concept
     from .localize import localize as run_localize
     from .localize import plot_impacts
     from .scorer import Scorer
 
-    if (concept is None) == (pairs is None):
-        raise TadaError("give exactly one of --concept or --pairs")
-    if concept is not None:
-        prompt_pairs = concept_pairs(concept, n_pairs)
-        probe = probe if probe is not None else get_concept(concept).probe
-    else:
-        if probe is None:
+    prompt_pairs, _ = _prompt_pairs(concept, pairs, n_pairs)
+    if probe is None:
+        if concept is None:
             raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")
-        prompt_pairs = read_pairs(pairs, n_pairs)
+        probe = get_concept(concept).probe
     adapter = _load(model, dtype, device, progress=False)
     table = run_localize(
         adapter, prompt_pairs, probe, Scorer.load(scorer_weights), sites=sites_, seconds=seconds, steps=steps,

@@ -91,16 +91,12 @@ class ImpactTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "ImpactTable":
-        path = Path(path)
-        tensors, meta = read_artifact(path, FORMAT, FORMAT_VERSION, _REQUIRED, "impact table")
-        try:
+        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> "ImpactTable":
             return cls(json.loads(meta["sites"]), tensors["clean"], tensors["corrupt"], tensors["patched"],
                        meta["family"], int(meta["width"]), meta["probe"], meta.get("concept", ""),
                        json.loads(meta.get("pairs", "[]")), json.loads(meta.get("settings", "{}")))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ArtifactError(f"{path} is corrupt: missing or unreadable entry {exc}") from None
-        except ArtifactError as exc:
-            raise ArtifactError(f"{path}: {exc}") from None
+
+        return read_artifact(Path(path), FORMAT, FORMAT_VERSION, _REQUIRED, "impact table", build)
 
     from_pretrained = load
 
