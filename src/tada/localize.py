@@ -224,7 +224,8 @@ def plot_impacts(tables: Sequence[ImpactTable], path: str | Path) -> Path:
         raise TadaError("the impact tables patch different sites; plot them separately")
     values = torch.stack([t.impact for t in tables]).numpy()
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(sites), 0.9 + 0.45 * len(tables)))
-    image = ax.imshow(values, cmap="viridis", vmin=min(0.0, float(values.min())), vmax=max(1.0, float(values.max())))
+    # colours span [-1, 1] so one noisy row cannot wash out the others; the numbers are exact
+    image = ax.imshow(values, cmap="viridis", vmin=-1.0, vmax=1.0)
     ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(tables)), [t.concept or t.probe for t in tables], fontsize=8)
     for (r, c), v in np.ndenumerate(values):
