@@ -1,13 +1,16 @@
-"""Where a model decides each concept: activation patching over every preset concept whose
-positive and negative prompts are word swaps of equal length, one impact table each.
+"""Where a model decides each concept: activation patching over the preset concepts.
+
+Every preset whose positive and negative prompts are word swaps of equal length gets
+one impact table.
 
     python benchmarks/localize_concepts.py --model tada-mini --pairs 16 --out out/localize
 
 Writes ``<concept>.safetensors`` per concept (resumable: finished concepts are kept, a
 killed one resumes from its ``.parts``), ``impact.png`` (a heatmap of all of them) and
 ``impact.json``, and prints the table (the heatmap leaves out concepts whose probe does
-not score the clean clips above the corrupted ones: their impacts are noise). Presets whose negative is the bare base prompt
-(piano, violin: "{p}, with piano" against "{p}") cannot be patched and are skipped.
+not score the clean clips above the corrupted ones: their impacts are noise). Presets
+whose negative is the bare base prompt (piano, violin: "{p}, with piano" against "{p}")
+cannot be patched and are skipped.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def main() -> None:
         sp = scorer.similarity(list(pos), sr, concept.probe)[:, 0].numpy()
         sn = scorer.similarity(list(neg), sr, concept.probe)[:, 0].numpy()
         adherence[name] = float(np.mean(sp > sn))
-        pair_scores[name] = {"positive": sp.astype(float).round(4).tolist(), "negative": sn.astype(float).round(4).tolist()}
+        pair_scores[name] = {"positive": sp.astype(float).round(4).tolist(),
+                             "negative": sn.astype(float).round(4).tolist()}
         print(f"adherence {name:24s} {adherence[name]:.2f}")
     report["adherence"] = adherence
     report["pairs"] = {"prompts_seeds": grid, "probe_scores": pair_scores}

@@ -71,7 +71,8 @@ def main() -> None:
         mode_scores.append(signal_checks.mode_score(audio, sr))
         major.append(row["mode"] == "major")
     truth = np.array(truth, dtype=float)
-    report = {"clips": len(rows), "labelled_gap": float(np.median(truth[truth >= FAST_BPM]) - np.median(truth[truth <= SLOW_BPM])),
+    labelled_gap = float(np.median(truth[truth >= FAST_BPM]) - np.median(truth[truth <= SLOW_BPM]))
+    report = {"clips": len(rows), "labelled_gap": labelled_gap,
               "tempo_shipped": tempo_summary(np.array(shipped), truth),
               "tempo_without_metrical_level": tempo_summary(np.array(plain), truth),
               "tempo_librosa_default": tempo_summary(np.array(default), truth),

@@ -19,3 +19,7 @@ class SiteError(TadaError):
 
 class ConceptError(TadaError):
     """An unknown concept preset or an unusable prompt-pair file."""
+
+
+class ActivationShapeError(TadaError):
+    """A cached activation does not fit the run it is patched into (e.g. prompts of different token length)."""

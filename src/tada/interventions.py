@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .context import ROW_MODES, StepContext
-from .errors import TadaError
+from .errors import ActivationShapeError, TadaError
 from .schedules import ALWAYS, Schedule
 
 
@@ -257,7 +257,7 @@ class Replace(Intervention):
             cached = self.source
         target_shape = act[rows].shape
         if cached.shape != target_shape:
-            raise TadaError(
+            raise ActivationShapeError(
                 f"cached activation at site {ctx.site} has shape {tuple(cached.shape)}, "
                 f"the run has {tuple(target_shape)}"
             )

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .artifacts import read_artifact, write_artifact
-from .errors import ArtifactError, TadaError
+from .errors import ActivationShapeError, ArtifactError, TadaError
 from .interventions import Capture, Replace
 from .runs import UnitStore
 
@@ -186,9 +186,7 @@ def localize(
         for site in chosen:
             try:
                 patched.append(score(corrupt_prompts, seeds, {site: Replace(captures[site], rows="both")}))
-            except TadaError as exc:
-                if "has shape" not in str(exc):
-                    raise
+            except ActivationShapeError:
                 raise TadaError(f"the clean and corrupted prompts of pairs {chunk[0]}-{chunk[-1]} encode to different "
                                 "token counts; patching needs twins of equal length (swap one word: 'with violin' -> "
                                 "'with trumpet', 'fast' -> 'slow')") from None

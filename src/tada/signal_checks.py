@@ -16,8 +16,9 @@ They check the learned scorer's verdicts against plain signal processing:
   the last 300 training-corpus clips this reads 82% of clips within 8% of their label
   (without the octave choice 65%) and the 71.5 BPM fast/slow gap as 66.0 (AUC 0.86, without
   0.64); on 300 clips of the held-out corpus 82% (65%), 67.2 of 74.5 BPM, AUC 0.88 (0.68)
-  (``benchmarks/signal_checks_calibration.py``). A bare metronome (one click per beat) over 100 BPM is
-  not corpus-like and reads at half tempo; pass ``metrical_level=False`` for such signals.
+  (``benchmarks/signal_checks_calibration.py``). A bare metronome (one click per beat)
+  over 100 BPM is not corpus-like and reads at half tempo; pass ``metrical_level=False``
+  for such signals.
 * :func:`mode`: a major/minor vote of triad templates over a constant-Q chroma (the
   scorer's own chroma features, without its network): each frame's best major-triad
   match minus its best minor-triad match, averaged. On the corpus's held-out clips it
