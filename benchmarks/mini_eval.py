@@ -72,20 +72,35 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--caa-pairs", type=int, default=16)
     parser.add_argument("--caa-prompts", type=int, default=10)
+    parser.add_argument("--caa-seeds", type=int, default=3, help="seeds per CAA prompt (the acceptance's >= 3)")
     parser.add_argument("--alphas", default="0.25,0.5,1",
                         help="positive alphas, in units of the sites' median token norm: the fixed sweep and the "
                              "points where the calibration measures preservation (beyond 1 most concepts "
                              "saturate: at 0.5,1,2 the probe fell back at 2 for piano, jazz_vs_rock and classical)")
     parser.add_argument("--skip-caa", action="store_true")
+    parser.add_argument("--skip-adherence", action="store_true",
+                        help="only speed and CAA; the report's `passed` then covers CAA alone")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     model = load_model(args.model)
     scorer = Scorer.load(args.scorer)
-    sr = model.sample_rate
     report: dict = {"model": args.model, "describe": model.describe(), "speed": speed(model)}
     print(f"speed: 5 s in {report['speed']['seconds_for_5s']:.2f} s (RTF {report['speed']['realtime_factor']:.2f})")
 
+    passed = args.skip_adherence or adherence_and_signals(model, scorer, args, report)
+    if not args.skip_caa:
+        report["caa"], caa_ok = caa_sweep(model, scorer, args)
+        passed = passed and caa_ok
+    report["passed"] = bool(passed)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"passed": report["passed"]}))
+    sys.exit(0 if passed else 1)
+
+
+def adherence_and_signals(model, scorer, args, report: dict) -> bool:
+    """Prompt adherence per concept and the three signal checks, into ``report``; True if all are met."""
+    sr = model.sample_rate
     bases = list(BASE_PROMPTS[: args.prompts])
     seeds = [1000 + s for s in range(args.seeds)]
     grid = [(b, s) for b in bases for s in seeds]
@@ -121,16 +136,17 @@ def main() -> None:
     report["signal"] = {"tempo": tempo, "mood": mood, "f0": f0}
     print(f"tempo gap {tempo['gap']:.1f} BPM; mood ordered {mood['ordered_pairs']:.2f}; F0 {f0['higher_pairs']:.2f}")
 
-    passed = (all(v >= ADHERENCE for v in adherence.values()) and tempo["gap"] >= TEMPO_GAP
-              and mood["ordered_pairs"] >= MODE_PAIRS and f0["higher_pairs"] >= F0_PAIRS)
+    return (all(v >= ADHERENCE for v in adherence.values()) and tempo["gap"] >= TEMPO_GAP
+            and mood["ordered_pairs"] >= MODE_PAIRS and f0["higher_pairs"] >= F0_PAIRS)
 
-    if not args.skip_caa:
-        report["caa"], caa_ok = caa_sweep(model, scorer, args)
-        passed = passed and caa_ok
-    report["passed"] = bool(passed)
-    (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps({"passed": report["passed"]}))
-    sys.exit(0 if passed else 1)
+
+#: Independent measurements along each CAA sweep, where the toolkit has one for the concept:
+#: (name, per-clip function, summary over clips).
+SWEEP_SIGNALS = {
+    "tempo": ("median_bpm", signal_checks.tempo_bpm, np.median),
+    "mood": ("mean_mode_score", signal_checks.mode_score, np.mean),
+    "vocal_gender": ("median_f0_hz", signal_checks.median_f0, np.nanmedian),
+}
 
 
 def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
@@ -141,7 +157,12 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     prompt edit does ("{p}" -> "fast song, {p}"); where that edit is the neutral prompt
     itself (piano, violin: "{p}" -> "{p}"), the other direction's distance. The sweep is
     1/3, 2/3 and 1 of it each way. The calibration looks only at preservation, never at
-    the probe.
+    the probe. Every prompt is generated with ``--caa-seeds`` seeds, as adherence is.
+
+    Also recorded, to read the curves against: the probe's mean on the clips of the
+    negative and the positive prompt edit (where the probe stands when the prompt itself
+    is rewritten) and, for tempo, mood and vocal gender, the independent signal check
+    along the calibrated sweep.
     """
     from tada.calibration import calibrate_alpha
     from tada.interventions import Capture
@@ -152,9 +173,10 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         model.generate("a song", seed=0)
     unit = float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
     ks = [float(k) for k in args.alphas.split(",")]
-    prompts = list(BASE_PROMPTS[-args.caa_prompts:])  # the CAA pairs use the first prompts
-    seeds = list(range(len(prompts)))
-    plain = model.generate(prompts, seed=seeds).samples
+    bases = list(BASE_PROMPTS[-args.caa_prompts:])  # the CAA pairs use the first prompts
+    prompts = [b for b in bases for _ in range(args.caa_seeds)]
+    seeds = [s for _ in bases for s in range(args.caa_seeds)]
+    plain = generate(model, prompts, seeds)[:, None]
 
     def probe(clips: np.ndarray, text: str) -> float:
         return float(scorer.similarity(list(clips), model.sample_rate, text)[:, 0].mean())
@@ -163,10 +185,10 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     for name, concept in CONCEPTS.items():
         vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
         with vector.apply(model, 0.0):
-            if not np.array_equal(model.generate(prompts, seed=seeds).samples, plain):
+            if not np.array_equal(generate(model, prompts, seeds)[:, None], plain):
                 raise TadaError(f"{name}: alpha 0 is not bitwise identical to unsteered generation")
         clips = {0.0: plain}
-        calibration = {}
+        calibration, edit_probe = {}, {}
         for sign, decoration in ((1.0, concept.positive), (-1.0, concept.negative)):
             edited = [decoration.format(p=p) for p in prompts]
             neutral = edited == prompts
@@ -175,6 +197,8 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
                                   target=calibration[1.0].target if neutral else None)
             calibration[sign] = cal
             clips.update(zip(cal.alphas, cal.clips))
+            edit_probe["positive" if sign > 0 else "negative"] = probe(
+                plain if neutral else cal.edited_clips, concept.probe)
         fixed = sorted(clips)
         fixed_means = [probe(clips[a], concept.probe) for a in fixed]
         calibrated = sorted({0.0, *[f * calibration[s].alpha for s in (1.0, -1.0) for f in (1 / 3, 2 / 3, 1.0)]})
@@ -182,23 +206,33 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         for alpha in calibrated:
             if alpha not in clips:
                 with vector.apply(model, alpha):
-                    clips[alpha] = model.generate(prompts, seed=seeds).samples
+                    clips[alpha] = generate(model, prompts, seeds)[:, None]
             calibrated_means.append(probe(clips[alpha], concept.probe))
         monotonic = bool(np.all(np.diff(calibrated_means) > 0))
         results[name] = {
             "alphas": fixed, "mean_probe": fixed_means, "monotonic_fixed": bool(np.all(np.diff(fixed_means) > 0)),
             "calibrated_alphas": calibrated, "calibrated_mean_probe": calibrated_means, "monotonic": monotonic,
+            "edit_mean_probe": {"negative": edit_probe["negative"], "plain": fixed_means[fixed.index(0.0)],
+                                "positive": edit_probe["positive"]},
             "calibration": {("positive" if s > 0 else "negative"): {
                 "target_distance": c.target, "alpha": c.alpha, "reached": c.reached, "distances": c.distances}
                 for s, c in calibration.items()},
         }
+        if name in SWEEP_SIGNALS:
+            key, measure, summary = SWEEP_SIGNALS[name]
+            results[name][key] = [float(summary([measure(c[0], model.sample_rate) for c in clips[a]]))
+                                  for a in calibrated]
         ok = ok and monotonic
         print(f"CAA {name:24s} fixed     " + " ".join(f"{m:.3f}" for m in fixed_means))
         print(f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
               f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
               + " ".join(f"{m:.3f}" for m in calibrated_means))
+        print(f"CAA {name:24s} prompt edits: negative {edit_probe['negative']:.3f} "
+              f"plain {fixed_means[fixed.index(0.0)]:.3f} positive {edit_probe['positive']:.3f}"
+              + (f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
+                 if name in SWEEP_SIGNALS else ""))
     _plot(results, unit, args.out / "caa.png")
-    return {"unit_norm": unit, "concepts": results}, ok
+    return {"unit_norm": unit, "prompts": bases, "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
 
 
 def _plot(results: dict, unit: float, path: Path) -> None:
@@ -211,8 +245,13 @@ def _plot(results: dict, unit: float, path: Path) -> None:
     for ax, (name, r) in zip(axes.flat, results.items()):
         ax.plot(np.array(r["alphas"]) / unit, r["mean_probe"], "o-", color="0.6", label="fixed")
         ax.plot(np.array(r["calibrated_alphas"]) / unit, r["calibrated_mean_probe"], "s-", label="calibrated")
+        edits = r["edit_mean_probe"]
+        for level, style in ((edits["negative"], ":"), (edits["positive"], "--")):
+            ax.axhline(level, color="tab:red", lw=0.8, ls=style)
         ax.set_title(name, fontsize=9)
         ax.axvline(0, color="grey", lw=0.5)
+    axes.flat[0].plot([], [], color="tab:red", ls=":", lw=0.8, label="negative prompt")
+    axes.flat[0].plot([], [], color="tab:red", ls="--", lw=0.8, label="positive prompt")
     axes.flat[0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("alpha / median token norm")

@@ -42,6 +42,7 @@ def test_calibration_matches_the_prompt_edit_distance(tiny_models):
     plain = model.generate(prompts, seed=seeds, **FAST).samples
     edits = model.generate(edited, seed=seeds, **FAST).samples
     assert cal.target == pytest.approx(float(np.mean(np.abs(plain - edits))))
+    assert np.array_equal(cal.edited_clips, edits)
     with vector.apply(model, 2.0):
         steered = model.generate(prompts, seed=seeds, **FAST).samples
     assert np.array_equal(cal.clips[0], steered)
@@ -50,7 +51,7 @@ def test_calibration_matches_the_prompt_edit_distance(tiny_models):
     # a known target instead of an edit; an edit that changes nothing is refused
     fixed = calibrate_alpha(model, vector, WaveDistance(), prompts, None, [-2.0], seeds=seeds, target=cal.target,
                             plain=plain, generate_kwargs=FAST)
-    assert fixed.target == cal.target and fixed.alpha < 0
+    assert fixed.target == cal.target and fixed.alpha < 0 and fixed.edited_clips is None
     with pytest.raises(TadaError, match="same audio"):
         calibrate_alpha(model, vector, WaveDistance(), prompts, prompts, [1.0], seeds=seeds, generate_kwargs=FAST)
     with pytest.raises(TadaError, match="exactly one"):

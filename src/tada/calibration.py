@@ -29,6 +29,7 @@ class AlphaCalibration:
     alpha: float
     reached: bool  # False: even the largest probed alpha moved the audio less; alpha is that largest one
     clips: list[np.ndarray] = field(default_factory=list, repr=False)  # the steered clips, per probed alpha
+    edited_clips: np.ndarray | None = field(default=None, repr=False)  # the edited prompts' clips, if generated
 
 
 def alpha_at_distance(alphas: Sequence[float], distances: Sequence[float], target: float) -> tuple[float, bool]:
@@ -87,6 +88,7 @@ def calibrate_alpha(
         raise TadaError("give one edited prompt and one seed per prompt")
     if (edited is None) == (target is None):
         raise TadaError("give exactly one of edited prompts or a target distance")
+    edits = None
     if plain is None:
         plain = model.generate(list(prompts), seed=list(seeds), **gen).samples
     if edited is not None:
@@ -101,4 +103,4 @@ def calibrate_alpha(
         distances.append(mean_distance(scorer, steered, plain, model.sample_rate))
         clips.append(steered)
     alpha, reached = alpha_at_distance(alphas, distances, target)
-    return AlphaCalibration(target, [float(a) for a in alphas], distances, alpha, reached, clips)
+    return AlphaCalibration(target, [float(a) for a in alphas], distances, alpha, reached, clips, edits)
