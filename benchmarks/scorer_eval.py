@@ -4,6 +4,9 @@ Alignment: for each of the nine concepts, the ROC AUC of a probe's similarity be
 clips that have the attribute and clips that have its opposite (``tada.scorer.probes``),
 for the standard probe and for paraphrases worded unlike the corpus captions. Target:
 AUC >= 0.9 for every concept's standard probe and for every one of its paraphrases.
+Each wording that misses is shown with the frozen sentence encoder's own margin for it
+(``tada.scorer.probes.encoder_margins``): at or below zero, MiniLM already places the
+wording nearer the opposite concept than the intended one, before any training.
 
 Preservation: a clip re-rendered with one instrument swapped for another that plays the
 same role (same notes, other timbre) must be closer to the original than a different
@@ -40,7 +43,7 @@ from tada.scorer import Scorer  # noqa: E402
 from tada.scorer.api import WEIGHTS  # noqa: E402
 from tada.scorer.features import SAMPLE_RATE  # noqa: E402
 from tada.scorer.labels import LABELS, read_labels  # noqa: E402
-from tada.scorer.probes import TESTS, concept_aucs  # noqa: E402
+from tada.scorer.probes import TESTS, concept_aucs, encoder_margins  # noqa: E402
 from tada.scorer.train import PROVENANCE  # noqa: E402
 
 AUC_TARGET, PRESERVATION_TARGET = 0.9, 0.95
@@ -108,6 +111,7 @@ def main() -> None:
     audio = scorer.embed_files([c.path for c in clips])
     embed_s = time.perf_counter() - start
     aucs = concept_aucs(clips, lambda texts: (audio @ scorer.embed_text(texts).T).numpy(), paraphrases=True)
+    margins = encoder_margins(lambda texts: scorer.encoder.encode(texts).numpy())
 
     print(f"{len(clips)} held-out clips embedded in {embed_s:.1f} s")
     print(f"{'concept':26s} {'pos':>5s} {'neg':>5s} {'standard':>9s} {'paraphrases (min/mean)':>24s}")
@@ -120,6 +124,10 @@ def main() -> None:
                          "paraphrases": {p: aucs[name][p] for p in test.paraphrases}}
         mark = "ok" if min(standard, *para) >= AUC_TARGET else "MISS"
         print(f"{name:26s} {len(pos):5d} {len(neg):5d} {standard:9.3f} {min(para):11.3f} / {np.mean(para):.3f}  {mark}")
+        for text, auc in (summary[name]["paraphrases"] | {test.probe: standard}).items():
+            if auc < AUC_TARGET:
+                print(f"    miss: {text!r} AUC {auc:.3f}, sentence-encoder margin {margins[name][text]:+.3f}")
+        summary[name]["encoder_margins"] = margins[name]
 
     records = {json.loads(line)["id"]: json.loads(line) for line in (args.corpus / LABELS).read_text().splitlines()
                if line.strip()}

@@ -249,6 +249,52 @@ def test_extending_a_finished_run_equals_training_the_extended_config_from_scrat
             TransformerTrainer(run / "trainset", changed, 0, tmp_path / "b", progress=False).resume()
 
 
+def test_fine_tune_starts_from_the_given_weights(trained, tmp_path):
+    from tada.errors import TadaError
+    from tada.mini.train import read_config
+    from tada.mini.train_transformer import TransformerTrainer
+
+    run, config_path, _ = trained
+    config = read_config(config_path)["transformer"]
+    base = run / "transformer" / "transformer"
+    tuned = TransformerTrainer(run / "trainset", {**config, "init_from": str(base)}, 0, tmp_path / "a", progress=False)
+    from tada.mini.transformer import TadaMiniTransformer
+
+    start = TadaMiniTransformer.from_pretrained(base).state_dict()
+    for part in (tuned.model.model, tuned.model.ema):  # the live weights and their average both start there
+        assert all(torch.equal(v, start[k]) for k, v in part.state_dict().items())
+    fresh = TransformerTrainer(run / "trainset", config, 0, tmp_path / "b", progress=False)
+    assert not all(torch.equal(v, start[k]) for k, v in fresh.model.model.state_dict().items())
+    wider = {**config, "model": {**config["model"], "width": 64}, "init_from": str(base)}
+    with pytest.raises(TadaError, match="another shape"):
+        TransformerTrainer(run / "trainset", wider, 0, tmp_path / "c", progress=False)
+    with pytest.raises(TadaError, match="not a transformer directory"):
+        TransformerTrainer(run / "trainset", {**config, "init_from": str(tmp_path / "none")}, 0, tmp_path / "d",
+                           progress=False)
+
+
+def test_short_captions_name_only_true_attributes(fake_corpus):
+    from tada.data.attributes import ClipSpec
+    from tada.data.captions import INSTRUMENT_WORDS, MOOD_WORDS, short_caption
+    from tada.mini.data import caption_variants
+
+    records = [json.loads(line) for line in (fake_corpus / "labels.jsonl").read_text().splitlines()]
+    wordings = caption_variants(records, 2, short=3)
+    assert all(len(w) == 5 for w in wordings)
+    other_mood = {"major": "minor", "minor": "major"}
+    for record, words in zip(records, wordings):
+        spec = ClipSpec.from_json(record["spec"])
+        assert words[2:] == [short_caption(spec, v) for v in range(3)]  # fixed by the seed
+        for text in words[2:]:
+            lowered = text.lower()
+            for phrase in sorted((p for ps in INSTRUMENT_WORDS.values() for p in ps), key=len, reverse=True):
+                lowered = lowered.replace(phrase, "")  # "bright synth lead" names an instrument, not a mood
+            assert not any(w in lowered.replace(",", " ").split() for w in MOOD_WORDS[other_mood[spec.mode]])
+            assert " song" not in lowered  # never the benchmark's "happy song, ..." decorations
+    texts = {short_caption(ClipSpec.from_json(r["spec"]), v) for r in records for v in range(3)}
+    assert len(texts) > 12  # varied, not one template
+
+
 # -- pipeline, adapter and CLI ----------------------------------------------------------------
 def test_pipeline_round_trip_and_steering_surface(trained, tmp_path):
     from tada.adapters import load_model

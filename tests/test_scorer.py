@@ -277,3 +277,19 @@ def test_cli_score_errors(weights, tmp_path):
     one_error_line(run_cli("score", str(good), "--text", " ", "--weights", str(weights)), "empty")
     one_error_line(run_cli("score", str(bad), "--text", "a piano song", "--weights", str(weights)), "cannot read")
     one_error_line(run_cli("score", str(good), "--text", "x", "--weights", str(tmp_path)), "no scorer weights")
+
+
+def test_encoder_margins_are_positive_minus_negative_similarity():
+    from tada.concepts import CONCEPTS
+    from tada.scorer.probes import TESTS, encoder_margins
+
+    guitar = CONCEPTS["guitar"]
+    acoustic, electric = guitar.positive.format(p="music"), guitar.negative.format(p="music")
+
+    def encode(texts):  # acoustic prompt -> e0, electric prompt -> e1, any probe -> 0.6 e0 + 0.8 e1
+        rows = {acoustic: [1.0, 0.0], electric: [0.0, 1.0]}
+        return np.array([rows.get(t, [0.6, 0.8]) for t in texts])
+
+    margins = encoder_margins(encode)
+    assert set(margins["guitar"]) == {TESTS["guitar"].probe, *TESTS["guitar"].paraphrases}
+    assert all(m == pytest.approx(0.6 - 0.8) for m in margins["guitar"].values())

@@ -125,3 +125,49 @@ def caption(spec: ClipSpec, variant: int = 0) -> str:
     text = rng.choice(usable).format(**fields)
     text = with_articles(" ".join(text.split()))
     return text[0].upper() + text[1:]
+
+
+# Short captions naming only some of a clip's attributes, as people often prompt ("dark
+# jazz music", "a quick piece with violin"). They teach a model what one attribute does
+# on its own, which long captions that name everything at once do not. Never the
+# benchmark's decoration forms ("happy song, ...", "jazz song, ...").
+SHORT_TEMPLATES = (
+    "{mood} music",
+    "{mood} {genre} music",
+    "a {mood} piece with {instruments}",
+    "{tempo} {genre} music",
+    "a {tempo} piece",
+    "music with {instruments}",
+    "{mood} and {tempo} music",
+    "a {genre} piece{vocals_with}",
+    "{Instruments}{vocals_comma}",
+    "a {mood} tune{vocals_with}",
+    "{tempo} music with {instruments}",
+    "a {mood}, {tempo} tune",
+    "{genre} music",
+    "music{vocals_with}",
+)
+
+
+def short_caption(spec: ClipSpec, variant: int = 0) -> str:
+    """A short caption naming a few of ``spec``'s attributes and nothing untrue; fixed by
+    the seed and ``variant``."""
+    rng = random.Random(f"{spec.seed}-short-{variant}")
+    names = rng.sample(spec.instruments, min(len(spec.instruments), rng.choice((1, 1, 2))))
+    instruments = _join([rng.choice(INSTRUMENT_WORDS[n]) for n in names])
+    if spec.vocals is not None:
+        voice = rng.choice(VOCAL_WORDS[(spec.vocals["gender"], spec.vocals["style"])])
+        vocals = {"with": f" with {voice}", "comma": f", {voice}"}
+    else:
+        word = rng.choice(NO_VOCALS)
+        vocals = {"with": f", {word}", "comma": f", {word}"}
+    fields = {
+        "genre": rng.choice(GENRE_WORDS[spec.genre]),
+        "mood": rng.choice(MOOD_WORDS[spec.mode]),
+        "tempo": _tempo_word(spec.bpm, rng),
+        "instruments": instruments,
+        "Instruments": instruments[0].upper() + instruments[1:],
+        **{f"vocals_{k}": v for k, v in vocals.items()},
+    }
+    text = with_articles(" ".join(rng.choice(SHORT_TEMPLATES).format(**fields).split()))
+    return text[0].upper() + text[1:]

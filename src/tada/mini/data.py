@@ -56,15 +56,17 @@ def corpus_mels(corpus: str | Path, records: list[dict[str, Any]], cache: str | 
 
 
 # -- caption wordings -> MiniLM token ids, and the cut-down encoder ----------------------
-def caption_variants(records: list[dict[str, Any]], per_clip: int) -> list[list[str]]:
-    """``per_clip`` wordings of each clip's attributes; the first is the corpus caption."""
+def caption_variants(records: list[dict[str, Any]], per_clip: int, short: int = 0) -> list[list[str]]:
+    """``per_clip`` wordings of each clip's attributes (the first is the corpus caption),
+    then ``short`` short captions that name only some of them."""
     from ..data.attributes import ClipSpec
-    from ..data.captions import caption
+    from ..data.captions import caption, short_caption
 
     out = []
     for record in records:
         spec = ClipSpec.from_json(record["spec"])
-        out.append([record["caption"], *(caption(spec, v) for v in range(1, per_clip))])
+        out.append([record["caption"], *(caption(spec, v) for v in range(1, per_clip)),
+                    *(short_caption(spec, v) for v in range(short))])
     return out
 
 

@@ -27,6 +27,7 @@ from . import train_autoencoder, train_transformer
 STAGES = ("autoencoder", "trainset", "transformer", "export")
 TOP_KEYS = ("seed", "autoencoder", "trainset", "transformer")
 TRAINSET_KEYS = ("captions_per_clip",)
+TRAINSET_OPTIONAL = ("short_captions_per_clip",)  # default 0
 PROVENANCE = "training.json"
 
 
@@ -34,8 +35,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
     config = read_json(path)
     check_keys(config, TOP_KEYS, str(path))
     check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
-    check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]")
-    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]", OPTIONAL_KEYS)
+    check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]", TRAINSET_OPTIONAL)
+    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]",
+               OPTIONAL_KEYS + train_transformer.OPTIONAL)
     return config
 
 
@@ -81,7 +83,8 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     with torch.no_grad():  # encode() drops the frames beyond a multiple of the downsampling
         latents = torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i:i + 32].float()))[0]
                              for i in range(0, len(mels), 32)]) * autoencoder.config.scaling_factor
-    captions = caption_variants(records, config["trainset"]["captions_per_clip"])
+    captions = caption_variants(records, config["trainset"]["captions_per_clip"],
+                                config["trainset"].get("short_captions_per_clip", 0))
     info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
             "latent_std": float(latents.std())}
     return write_trainset(target, latents, captions, info)

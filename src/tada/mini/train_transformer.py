@@ -8,7 +8,9 @@ lent. Rectified flow: ``x_t = (1 - s) x_0 + s * noise`` with ``s`` drawn logit-n
 clip's caption wordings, or the empty caption with probability ``caption_dropout`` (so
 classifier-free guidance has an unconditional model). With probability ``crop_prob`` a
 batch is a random shorter window, so clips shorter than the corpus's 5 s work too. An
-exponential moving average of the weights is what gets exported.
+exponential moving average of the weights is what gets exported. With ``init_from`` (a
+transformer directory an earlier run exported) the run starts from those weights, a
+fine-tune with its own steps and learning rate.
 
 Run standalone (``python -m tada.mini.train_transformer --trainset DIR --config F --out DIR``)
 on a machine that has no audio libraries.
@@ -32,6 +34,7 @@ from .transformer import TadaMiniTransformer
 
 KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
         "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
+OPTIONAL = ("init_from",)  # a from_pretrained transformer directory to start from (a fine-tune)
 
 
 class _WithEma(nn.Module):
@@ -46,6 +49,17 @@ class _WithEma(nn.Module):
     def update(self, decay: float) -> None:
         for ema, live in zip(self.ema.parameters(), self.model.parameters()):
             ema.lerp_(live, 1.0 - decay)
+
+
+def _pretrained_state(directory: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of an exported transformer, refused in one line if its shape differs from ``model``'s."""
+    if not Path(directory).is_dir():
+        raise TadaError(f"init_from: {directory} is not a transformer directory")
+    state = TadaMiniTransformer.from_pretrained(directory).state_dict()
+    own = model.state_dict()
+    if state.keys() != own.keys() or any(state[k].shape != own[k].shape for k in own):
+        raise TadaError(f"init_from: the transformer in {directory} has another shape than this config's model")
+    return state
 
 
 class TransformerTrainer(TrainingLoop):
@@ -66,7 +80,10 @@ class TransformerTrainer(TrainingLoop):
         self.val_rows = torch.arange(n_val)
         self.train_rows = torch.arange(n_val, clips)
         torch.manual_seed(seed)
-        model = TadaMiniTransformer(in_channels=self.latents.shape[1], **config["model"]).to(self.device)
+        model = TadaMiniTransformer(in_channels=self.latents.shape[1], **config["model"])
+        if config.get("init_from"):
+            model.load_state_dict(_pretrained_state(config["init_from"], model))
+        model = model.to(self.device)
         self.model = _WithEma(model)
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
         rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]

@@ -105,3 +105,24 @@ def concept_aucs(clips: list[Clip], similarity: Callable[[list[str]], np.ndarray
         probes = (test.probe, *(test.paraphrases if paraphrases else ()))
         results[test.name] = {p: roc_auc(scores[pos, column[p]], scores[neg, column[p]]) for p in probes}
     return results
+
+
+def encoder_margins(encode: Callable[[list[str]], np.ndarray], anchor: str = "music") -> dict[str, dict[str, float]]:
+    """How the frozen sentence encoder alone orders each probe, before any training.
+
+    Per concept and probe text (standard and paraphrases): cosine similarity to the
+    concept's positive prompt minus that to its negative prompt, both built around
+    ``anchor`` (``"music, with acoustic guitar"`` / ``"music, with electric guitar"``).
+    ``encode(texts)`` returns unit-norm sentence embeddings. A margin at or below zero
+    means the encoder itself puts the wording nearer the opposite concept: a text head
+    trained on the corpus captions then has nothing to go on for it.
+    """
+    results: dict[str, dict[str, float]] = {}
+    for test in TESTS.values():
+        concept = CONCEPTS[test.name]
+        probes = [test.probe, *test.paraphrases]
+        sides = [concept.positive.format(p=anchor), concept.negative.format(p=anchor)]
+        emb = np.asarray(encode(probes + sides), dtype=float)
+        margin = emb[:-2] @ emb[-2] - emb[:-2] @ emb[-1]
+        results[test.name] = {p: float(m) for p, m in zip(probes, margin)}
+    return results
