@@ -193,7 +193,8 @@ def test_focus_texts_cover_the_concepts_and_never_the_evaluation_wordings():
                  "instrument:electric guitar", "genre:jazz", "genre:rock", "genre:classical", "genre:electronic"):
         assert len(groups[name].texts) >= 5, name
     texts = {t.lower() for g in groups.values() for t in g.texts}
-    evaluation = {c.probe.lower() for c in CONCEPTS.values()} | {p.lower() for t in TESTS.values() for p in t.paraphrases}
+    evaluation = ({c.probe.lower() for c in CONCEPTS.values()}
+                  | {p.lower() for t in TESTS.values() for p in t.paraphrases})
     assert not texts & evaluation
     assert "an uplifting song" in texts and "a uplifting song" not in texts  # articles agree
     # every extra synonym list reaches a group (a misspelt key would silently drop it)

@@ -76,7 +76,8 @@ class TransformerTrainer(TrainingLoop):
         clips = self.latents.shape[0]
         n_val = int(config["val_clips"])
         if clips <= n_val + config["batch_size"]:
-            raise TadaError(f"{clips} clips are too few for {n_val} held-out clips and batches of {config['batch_size']}")
+            raise TadaError(f"{clips} clips are too few for {n_val} held-out clips "
+                            f"and batches of {config['batch_size']}")
         self.val_rows = torch.arange(n_val)
         self.train_rows = torch.arange(n_val, clips)
         torch.manual_seed(seed)
