@@ -79,6 +79,11 @@ def main() -> None:
                              "saturate: at 0.5,1,2 the probe fell back at 2 for piano, jazz_vs_rock and classical)")
     parser.add_argument("--concepts", default=None,
                         help="comma-separated concept names to evaluate (default: all nine)")
+    parser.add_argument("--schedule", default="constant",
+                        help="when CAA steers: 'constant' (every step) or START-END as trajectory fractions, "
+                             "e.g. 0.5-1 for the second half of the denoising steps")
+    parser.add_argument("--renorm", action="store_true",
+                        help="CAA keeps each steered activation's norm (rotation instead of addition)")
     parser.add_argument("--skip-caa", action="store_true")
     parser.add_argument("--skip-adherence", action="store_true",
                         help="only speed and CAA; the report's `passed` then covers CAA alone")
@@ -187,6 +192,9 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     """
     from tada.calibration import calibrate_alpha
     from tada.interventions import Capture
+    from tada.schedules import parse_schedule
+
+    steer = {"schedule": parse_schedule(args.schedule), "renorm": args.renorm}
 
     sites = [s for s in model.sites.values() if s.kind == "xattn"]
     captures = {site: Capture(rows="cond", reduce="full") for site in sites}
@@ -205,7 +213,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     results, ok = {}, True
     for name, concept in args.concepts.items():
         vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
-        with vector.apply(model, 0.0):
+        with vector.apply(model, 0.0, **steer):
             if not np.array_equal(generate(model, prompts, seeds)[:, None], plain):
                 raise TadaError(f"{name}: alpha 0 is not bitwise identical to unsteered generation")
         clips = {0.0: plain}
@@ -215,7 +223,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             neutral = edited == prompts
             cal = calibrate_alpha(model, vector, scorer, prompts, None if neutral else edited,
                                   [sign * k * unit for k in ks], seeds=seeds, plain=plain,
-                                  target=calibration[1.0].target if neutral else None)
+                                  target=calibration[1.0].target if neutral else None, steer_kwargs=steer)
             calibration[sign] = cal
             clips.update(zip(cal.alphas, cal.clips))
             edit_probe["positive" if sign > 0 else "negative"] = probe(
@@ -226,7 +234,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         calibrated_means = []
         for alpha in calibrated:
             if alpha not in clips:
-                with vector.apply(model, alpha):
+                with vector.apply(model, alpha, **steer):
                     clips[alpha] = generate(model, prompts, seeds)[:, None]
             calibrated_means.append(probe(clips[alpha], concept.probe))
         monotonic = bool(np.all(np.diff(calibrated_means) > 0))
@@ -253,7 +261,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
               + (f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
                  if name in SWEEP_SIGNALS else ""))
     _plot(results, unit, args.out / "caa.png")
-    return {"unit_norm": unit, "prompts": bases, "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
+    return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases, "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
 
 
 def _plot(results: dict, unit: float, path: Path) -> None:
