@@ -260,11 +260,14 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
               f"plain {fixed_means[fixed.index(0.0)]:.3f} positive {edit_probe['positive']:.3f}"
               + (f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
                  if name in SWEEP_SIGNALS else ""))
-    _plot(results, unit, args.out / "caa.png")
-    return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases, "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
+    title = f"steering {'every step' if args.schedule in ('constant', 'all', '') else 'steps ' + args.schedule}" + (
+        ", norm kept" if args.renorm else "") + f", {args.caa_seeds} seeds x {len(bases)} prompts"
+    _plot(results, unit, args.out / "caa.png", title)
+    return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases,
+            "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
 
 
-def _plot(results: dict, unit: float, path: Path) -> None:
+def _plot(results: dict, unit: float, path: Path, steering: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,7 +287,7 @@ def _plot(results: dict, unit: float, path: Path) -> None:
     axes.flat[0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("alpha / median token norm")
-    fig.suptitle("tada-mini: CAA alpha vs mean probe similarity")
+    fig.suptitle(f"tada-mini: CAA alpha vs mean probe similarity ({steering})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
