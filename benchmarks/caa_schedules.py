@@ -5,9 +5,10 @@ cross-attention output) is applied in each variant over the same fixed alphas, i
 units of the sites' median token norm, to the last ``--prompts`` base prompts with one
 seed; per alpha it prints the mean probe score and, for tempo and mood, the median
 tempo estimate and mean key-mode score. ``mono`` says whether the probe rises strictly
-over the inner seven alphas.
+over the alphas given.
 
     python benchmarks/caa_schedules.py --concepts tempo,vocal_style --variants every,early,late,renorm
+    python benchmarks/caa_schedules.py --concepts tempo --variants late --alphas=-1,0,1   # '=' before a minus
 
 Variants: ``every`` (all steps), ``early`` (first half), ``late`` (second half),
 ``renorm`` (all steps, each steered activation rescaled to its own norm), ``both``
@@ -82,8 +83,7 @@ def main() -> None:
                 if name in SIGNALS:
                     _, measure, summary = SIGNALS[name]
                     signal.append(float(summary([measure(c, sr) for c in clips])))
-            inner = np.diff(probe[1:-1]) if len(probe) > 2 else np.diff(probe)
-            print(f"{name:24s} {variant:7s} mono={bool(np.all(inner > 0))!s:5s} "
+            print(f"{name:24s} {variant:7s} mono={bool(np.all(np.diff(probe) > 0))!s:5s} "
                   + " ".join(f"{x:.3f}" for x in probe)
                   + (f"  | {SIGNALS[name][0]} " + " ".join(f"{x:.3g}" for x in signal) if signal else ""), flush=True)
 
