@@ -3,9 +3,9 @@
 For each concept, one CAA vector (the presets' first ``--pairs`` pairs, every
 cross-attention output) is applied in each variant over the same fixed alphas, in
 units of the sites' median token norm, to the last ``--prompts`` base prompts with one
-seed; per alpha it prints the mean probe score and, for tempo and mood, the median
-tempo estimate and mean key-mode score. ``mono`` says whether the probe rises strictly
-over the alphas given.
+seed; per alpha it prints the mean probe score and, for tempo, mood and vocal gender,
+the sweep's signal check of ``mini_eval.py`` (median tempo, mean key-mode score, median
+F0). ``mono`` says whether the probe rises strictly over the alphas given.
 
     python benchmarks/caa_schedules.py --concepts tempo,vocal_style --variants every,early,late,renorm
     python benchmarks/caa_schedules.py --concepts tempo --variants late --alphas=-1,0,1   # '=' before a minus
@@ -22,11 +22,10 @@ import argparse
 
 import numpy as np
 
-from tada import signal_checks
+from mini_eval import SWEEP_SIGNALS, generate, token_norm_unit
 from tada.adapters import load_model
 from tada.caa import compute_caa
 from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs
-from tada.interventions import Capture
 from tada.schedules import Window
 from tada.scorer import Scorer
 
@@ -37,7 +36,6 @@ VARIANTS = {
     "renorm": {"renorm": True},
     "both": {"mode": "both"},
 }
-SIGNALS = {"tempo": ("BPM", signal_checks.tempo_bpm, np.median), "mood": ("mode", signal_checks.mode_score, np.mean)}
 
 
 def main() -> None:
@@ -57,17 +55,9 @@ def main() -> None:
     model, scorer = load_model(args.model), Scorer.load()
     sr, prompts = model.sample_rate, list(BASE_PROMPTS[-args.prompts:])
     seeds = [0] * len(prompts)
-    captures = {s: Capture(rows="cond", reduce="full") for s in model.sites.values() if s.kind == "xattn"}
-    with model.engine.add(captures):
-        model.generate("a song", seed=0)
-    unit = float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
+    unit = token_norm_unit(model)
     ks = [float(k) for k in args.alphas.split(",")]
-
-    def generate() -> np.ndarray:
-        return np.concatenate([model.generate(prompts[i:i + 10], seed=seeds[i:i + 10]).samples[:, 0]
-                               for i in range(0, len(prompts), 10)])
-
-    plain = generate()
+    plain = generate(model, prompts, seeds, batch=10)
     print("alphas (token norms): " + " ".join(f"{k:+.2f}" for k in ks))
     for name in args.concepts.split(","):
         vector = compute_caa(model, concept_pairs(name, args.pairs), concept=name, progress=False)
@@ -78,14 +68,15 @@ def main() -> None:
                     clips = plain
                 else:
                     with vector.apply(model, k * unit, **VARIANTS[variant]):
-                        clips = generate()
+                        clips = generate(model, prompts, seeds, batch=10)
                 probe.append(float(scorer.similarity(list(clips), sr, CONCEPTS[name].probe)[:, 0].mean()))
-                if name in SIGNALS:
-                    _, measure, summary = SIGNALS[name]
+                if name in SWEEP_SIGNALS:
+                    _, measure, summary = SWEEP_SIGNALS[name]
                     signal.append(float(summary([measure(c, sr) for c in clips])))
             print(f"{name:24s} {variant:7s} mono={bool(np.all(np.diff(probe) > 0))!s:5s} "
                   + " ".join(f"{x:.3f}" for x in probe)
-                  + (f"  | {SIGNALS[name][0]} " + " ".join(f"{x:.3g}" for x in signal) if signal else ""), flush=True)
+                  + (f"  | {SWEEP_SIGNALS[name][0]} " + " ".join(f"{x:.3g}" for x in signal) if signal else ""),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -139,31 +139,48 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
 
     signal, ok = {}, all(v >= ADHERENCE for v in adherence.values())
     if "tempo" in clips:
-        fast, slow = clips["tempo"]
-        bpm_fast = [signal_checks.tempo_bpm(c, sr) for c in fast]
-        bpm_slow = [signal_checks.tempo_bpm(c, sr) for c in slow]
+        bpm_fast, bpm_slow = _per_clip(signal_checks.tempo_bpm, clips["tempo"], sr)
         tempo = {"fast_median_bpm": float(np.median(bpm_fast)), "slow_median_bpm": float(np.median(bpm_slow)),
                  "fast_bpm": np.round(bpm_fast, 1).tolist(), "slow_bpm": np.round(bpm_slow, 1).tolist()}
         tempo["gap"] = tempo["fast_median_bpm"] - tempo["slow_median_bpm"]
         signal["tempo"], ok = tempo, ok and tempo["gap"] >= TEMPO_GAP
         print(f"tempo gap {tempo['gap']:.1f} BPM")
     if "mood" in clips:
-        happy, sad = clips["mood"]
-        mh = np.array([signal_checks.mode_score(c, sr) for c in happy])
-        ms = np.array([signal_checks.mode_score(c, sr) for c in sad])
+        mh, ms = _per_clip(signal_checks.mode_score, clips["mood"], sr)
         mood = {"ordered_pairs": float(np.mean(mh > ms)), "both_right": float(np.mean((mh > 0) & (ms < 0)))}
         signal["mood"], ok = mood, ok and mood["ordered_pairs"] >= MODE_PAIRS
         print(f"mood ordered {mood['ordered_pairs']:.2f}")
     if "vocal_gender" in clips:
-        female, male = clips["vocal_gender"]
-        ff = np.array([signal_checks.median_f0(c, sr) for c in female])
-        fm = np.array([signal_checks.median_f0(c, sr) for c in male])
+        ff, fm = _per_clip(signal_checks.median_f0, clips["vocal_gender"], sr)
         f0 = {"higher_pairs": float(np.mean(np.nan_to_num(ff, nan=0) > np.nan_to_num(fm, nan=np.inf))),
               "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm))}
         signal["f0"], ok = f0, ok and f0["higher_pairs"] >= F0_PAIRS
         print(f"F0 higher {f0['higher_pairs']:.2f}")
     report["signal"] = signal
     return ok
+
+
+def _per_clip(measure, sides: tuple[np.ndarray, np.ndarray], sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """``measure`` on every clip of the positive and of the negative side."""
+    return tuple(np.array([measure(c, sr) for c in side]) for side in sides)
+
+
+def token_norm_unit(model) -> float:
+    """The median token norm of the model's cross-attention outputs on one prompt: the alpha unit."""
+    from tada.interventions import Capture
+
+    captures = {s: Capture(rows="cond", reduce="full") for s in model.sites.values() if s.kind == "xattn"}
+    with model.engine.add(captures):
+        model.generate("a song", seed=0)
+    return float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
+
+
+def steering_label(schedule, renorm: bool) -> str:
+    """How a sweep steered, in words: from the parsed schedule, not its spelling on the command line."""
+    from tada.schedules import Window
+
+    when = f"steps {schedule.start:g}-{schedule.end:g}" if isinstance(schedule, Window) else "every step"
+    return f"steering {when}" + (", norm kept" if renorm else "")
 
 
 #: Independent measurements along each CAA sweep, where the toolkit has one for the concept:
@@ -191,16 +208,11 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     along the calibrated sweep.
     """
     from tada.calibration import calibrate_alpha
-    from tada.interventions import Capture
     from tada.schedules import parse_schedule
 
     steer = {"schedule": parse_schedule(args.schedule), "renorm": args.renorm}
 
-    sites = [s for s in model.sites.values() if s.kind == "xattn"]
-    captures = {site: Capture(rows="cond", reduce="full") for site in sites}
-    with model.engine.add(captures):
-        model.generate("a song", seed=0)
-    unit = float(np.median([r.norm(dim=-1).median() for c in captures.values() for r in c.records.values()]))
+    unit = token_norm_unit(model)
     ks = [float(k) for k in args.alphas.split(",")]
     bases = list(BASE_PROMPTS[-args.caa_prompts:])  # the CAA pairs use the first prompts
     prompts = [b for b in bases for _ in range(args.caa_seeds)]
@@ -260,8 +272,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
               f"plain {fixed_means[fixed.index(0.0)]:.3f} positive {edit_probe['positive']:.3f}"
               + (f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
                  if name in SWEEP_SIGNALS else ""))
-    title = f"steering {'every step' if args.schedule in ('constant', 'all', '') else 'steps ' + args.schedule}" + (
-        ", norm kept" if args.renorm else "") + f", {args.caa_seeds} seeds x {len(bases)} prompts"
+    title = steering_label(steer["schedule"], args.renorm) + f", {args.caa_seeds} seeds x {len(bases)} prompts"
     _plot(results, unit, args.out / "caa.png", title)
     return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases,
             "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
