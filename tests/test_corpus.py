@@ -137,3 +137,38 @@ def test_every_genre_sounds_the_modes_third_in_every_bar():
                     other = (0, 7 - third, 7)  # minor triad (0, 3, 7) in major, major (0, 4, 7) in minor
                     for r in range(12):
                         assert not {(r + t) % 12 for t in other} <= classes, (genre, mode, bar, sorted(classes))
+
+
+def test_mode_twin_changes_only_the_scale():
+    from tada.data.compose import compose, vocal_line
+    from tada.data.corpus import mode_twin
+
+    for seed in range(6):
+        spec = replace(sample_spec(seed), vocals={"gender": "female", "style": "sung"})
+        twin = mode_twin(spec)
+        assert twin.mode != spec.mode and twin.tonic == spec.tonic and twin.id == spec.id + "-twin"
+        a, b = compose(spec), compose(twin)
+        assert [(n.start, n.end, n.velocity) for n in a] == [(n.start, n.end, n.velocity) for n in b]
+        moved = [(n.pitch - m.pitch) % 12 for n, m in zip(a, b)]  # a range limit may fold a note an octave
+        assert set(moved) <= {0, 1, 11} and any(moved)  # thirds, sixths, sevenths move a semitone
+        voice_a, voice_b = vocal_line(spec), vocal_line(twin)
+        assert [(v.word, v.start) for v in voice_a] == [(v.word, v.start) for v in voice_b]
+        words = caption(spec).split(), caption(twin).split()
+        assert len(words[0]) == len(words[1]) and sum(x != y for x, y in zip(*words)) <= 2  # mood word, key mode
+
+
+def test_corpus_with_mode_twins(tmp_path):
+    out = tmp_path / "corpus"
+    make_corpus(2, 300, out, workers=1, progress=False)
+    report = make_corpus(2, 300, out, workers=1, progress=False, mode_twins=True)
+    assert report.rendered == 2 and report.clips == 4  # only the twins are new
+    records = read_labels(out)
+    assert [(r["seed"], r.get("twin_of")) for r in records] == [
+        (300, None), (300, "clip-000000300"), (301, None), (301, "clip-000000301")]
+    for original, twin in zip(records[::2], records[1::2]):
+        assert {original["mode"], twin["mode"]} == {"major", "minor"}
+        assert (original["bpm"], original["instruments"], original["vocals"]) == (
+            twin["bpm"], twin["instruments"], twin["vocals"])
+        a, b = sf.read(out / original["path"])[0], sf.read(out / twin["path"])[0]
+        assert a.shape == b.shape and not np.array_equal(a, b)
+    assert make_corpus(2, 300, out, workers=1, progress=False).clips == 4  # a rerun without the flag keeps them

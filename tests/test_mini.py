@@ -295,6 +295,83 @@ def test_short_captions_name_only_true_attributes(fake_corpus):
     assert len(texts) > 12  # varied, not one template
 
 
+@pytest.fixture(scope="module")
+def twin_corpus(fake_corpus, tmp_path_factory) -> Path:
+    """The fake corpus plus each clip's mode twin (a minor chord where the original has major)."""
+    from tada.data.attributes import ClipSpec
+    from tada.data.corpus import label, mode_twin
+
+    root = tmp_path_factory.mktemp("twins")
+    (root / "audio").mkdir()
+    lines = []
+    for line in (fake_corpus / "labels.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        twin = mode_twin(ClipSpec.from_json(record["spec"]))
+        path = f"audio/{twin.id}.wav"
+        (root / record["path"]).write_bytes((fake_corpus / record["path"]).read_bytes())
+        sf.write(root / path, chord_wave((60 + record["seed"], 63 + record["seed"], 67 + record["seed"])), SR)
+        lines += [line, json.dumps(label(twin, path, record["id"]))]
+    (root / "labels.jsonl").write_text("\n".join(reversed(lines)) + "\n")  # the stage sorts them
+    return root
+
+
+def _twin_trainset(trained, twin_corpus, tmp_path, mode_twins: bool) -> Path:
+    from tada.mini.train import read_config, trainset_stage
+
+    run, config_path, _ = trained
+    config = read_config(config_path)
+    config["trainset"] = {**config["trainset"], "mode_twins": mode_twins}
+    (tmp_path / "autoencoder").mkdir(parents=True)
+    (tmp_path / "autoencoder" / "model").symlink_to(run / "autoencoder" / "model")
+    return trainset_stage(twin_corpus, config, tmp_path)
+
+
+def test_trainset_pairs_mode_twins_only_when_asked(trained, twin_corpus, tmp_path):
+    from tada.mini.data import TrainSet, caption_variants
+
+    plain = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "plain", False))
+    assert plain.latents.shape[0] == 8 and (plain.twin == -1).all()
+    data = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "twins", True))
+    assert data.latents.shape[0] == 16 and data.info["mode_twin_pairs"] == 8
+    assert data.twin.tolist() == [r + 1 if r % 2 == 0 else r - 1 for r in range(16)]  # each twin after its clip
+    records = sorted((json.loads(line) for line in (twin_corpus / "labels.jsonl").read_text().splitlines()),
+                     key=lambda r: (r["seed"], "twin_of" in r))
+    first, second = caption_variants(records[:2], 2)
+    assert first[0] != second[0] and len(first[0].split()) == len(second[0].split())  # mood word only
+
+
+def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path):
+    from tada.mini.train import read_config
+    from tada.mini.train_transformer import TransformerTrainer
+
+    trainset = _twin_trainset(trained, twin_corpus, tmp_path / "run", True)
+    config = {**read_config(trained[1])["transformer"], "batch_size": 6, "paired_share": 0.7}
+    trainer = TransformerTrainer(trainset, config, 0, tmp_path / "out", progress=False)
+    assert trainer.pairs_per_batch == 2 and 0 not in trainer.train_rows and 1 not in trainer.train_rows
+    rows, share = trainer._batch_rows(torch.Generator().manual_seed(0))
+    assert share.tolist() == [0, 1, 2, 3, 2, 3] and (trainer.data.twin[rows[2:4]] == rows[4:]).all()
+
+    seen = {}
+
+    class Capture(torch.nn.Module):
+        def forward(self, xt, timestep, encoder_hidden_states, encoder_attention_mask):
+            seen.update(xt=xt, sigma=timestep / 1000.0)
+            return torch.zeros_like(xt)
+
+    x0 = trainer.latents[rows]
+    captions = rows * trainer.data.per_clip
+    trainer._loss(Capture(), x0, captions, torch.Generator().manual_seed(1), share)
+    sigma, xt = seen["sigma"], seen["xt"]
+    assert torch.equal(sigma[2:4], sigma[4:]) and sigma[0] != sigma[1]
+    expected = (1 - sigma[2:4, None, None]) * (x0[4:] - x0[2:4])  # same noise: only the clean latents differ
+    assert torch.allclose(xt[4:] - xt[2:4], expected, atol=1e-5)
+    trainer.run(until_step=2)  # trains and checkpoints with pairs
+    assert trainer.step == 2
+    with pytest.raises(TadaError, match="needs mode twins"):
+        TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain",
+                           progress=False)
+
+
 # -- pipeline, adapter and CLI ----------------------------------------------------------------
 def test_pipeline_round_trip_and_steering_surface(trained, tmp_path):
     from tada.adapters import load_model

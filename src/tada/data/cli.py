@@ -17,10 +17,12 @@ def make(
     out: Path = typer.Option(..., help="Corpus directory (audio/ and labels.jsonl); resumes if partly built."),
     workers: int = typer.Option(2, help="Rendering processes."),
     soundfont: Optional[str] = typer.Option(None, help="General MIDI .sf2 (default: FluidR3_GM from Debian)."),
+    mode_twins: bool = typer.Option(False, help="Also render each clip in the other mode (same notes by degree, "
+                                                "same tonic): major/minor pairs for tada-mini's training."),
 ) -> None:
     """Render N labelled clips with FluidSynth and espeak-ng."""
     from .corpus import make_corpus
 
-    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont)
+    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont, mode_twins=mode_twins)
     typer.echo(f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
                f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)")

@@ -1,7 +1,10 @@
 """The labelled corpus: ``audio/<id>.wav`` clips plus ``labels.jsonl``, built in parallel.
 
 Clip ``i`` of a corpus made with ``seed=S`` has seed ``S + i`` and is fully determined
-by it, so disjoint seed ranges give disjoint training and held-out sets. Workers write
+by it, so disjoint seed ranges give disjoint training and held-out sets. With
+``mode_twins`` every clip also gets its *mode twin* (``<id>-twin``): the same piece in the
+other mode of the same tonic (see :func:`mode_twin`), a pair whose only difference in sound
+is major vs minor and in caption the mood words. Workers write
 each WAV atomically; the parent appends its label line only after the WAV is in place.
 A killed run, started again, keeps every clip that has both and renders the rest.
 """
@@ -12,7 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +29,8 @@ from .captions import caption
 from .render import Renderer, check_tools
 
 LABELS = "labels.jsonl"
+TWIN_SUFFIX = "-twin"
+OTHER_MODE = {"major": "minor", "minor": "major"}
 _renderer: Renderer | None = None
 
 
@@ -33,13 +38,25 @@ def clip_id(seed: int) -> str:
     return f"clip-{seed:09d}"
 
 
-def label(spec: ClipSpec, path: str) -> dict[str, Any]:
+def mode_twin(spec: ClipSpec) -> ClipSpec:
+    """The same clip in the other mode on the same tonic (C major <-> C minor). Every part's
+    notes are drawn from the clip seed and role, never the mode, so rhythm, scale degrees,
+    voicing, instruments, tempo and voice stay; only the scale maps the degrees to other
+    pitches (the third, sixth and seventh move by a semitone). Its captions, also fixed by the
+    seed, keep their template and differ only in the mood word (and a named key's mode)."""
+    return replace(spec, id=spec.id + TWIN_SUFFIX, mode=OTHER_MODE[spec.mode])
+
+
+def label(spec: ClipSpec, path: str, twin_of: str | None = None) -> dict[str, Any]:
     """The labels.jsonl record of one clip (``spec`` keeps what re-rendering needs)."""
-    return {
+    record = {
         "id": spec.id, "path": path, "caption": caption(spec), "bpm": spec.bpm, "mode": spec.mode,
         "genre": spec.genre, "instruments": spec.instruments, "vocals": spec.vocals, "seed": spec.seed,
         "spec": spec.to_json(),
     }
+    if twin_of:
+        record["twin_of"] = twin_of
+    return record
 
 
 def render_spec(spec: ClipSpec, soundfont: str | None = None) -> np.ndarray:
@@ -55,15 +72,18 @@ def _init_worker(soundfont: str | None) -> None:
     _renderer = Renderer(soundfont)
 
 
-def _make_clip(job: tuple[int, str]) -> dict[str, Any]:
-    seed, out = job
+def _make_clip(job: tuple[int, bool, str]) -> dict[str, Any]:
+    seed, twin, out = job
     spec = sample_spec(seed, clip_id(seed))
+    original = spec.id
+    if twin:
+        spec = mode_twin(spec)
     relative = f"audio/{spec.id}.wav"
     target = Path(out) / relative
     tmp = target.with_name(target.name + ".tmp.wav")
     sf.write(tmp, render_spec(spec), SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, target)
-    return label(spec, relative)
+    return label(spec, relative, original if twin else None)
 
 
 def read_labels(out: str | Path) -> list[dict[str, Any]]:
@@ -100,23 +120,32 @@ def _write_labels(out: Path, records: list[dict[str, Any]]) -> None:
     os.replace(tmp, out / LABELS)
 
 
-def _jobs(todo: list[int], out: Path) -> Iterator[tuple[int, str]]:
-    for seed in todo:
-        yield seed, str(out)
+def _jobs(todo: list[tuple[int, bool]], out: Path) -> Iterator[tuple[int, bool, str]]:
+    for seed, twin in todo:
+        yield seed, twin, str(out)
+
+
+def _order(record: dict[str, Any]) -> tuple[int, bool]:
+    """Labels are kept sorted by seed, each mode twin right after its original."""
+    return record["seed"], "twin_of" in record
 
 
 def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont: str | None = None,
-                progress: bool = True) -> CorpusReport:
-    """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done)."""
+                progress: bool = True, mode_twins: bool = False) -> CorpusReport:
+    """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done),
+    with ``mode_twins`` also each clip's :func:`mode_twin`. Twins rendered by an earlier run
+    are kept either way."""
     if n < 1:
         raise TadaError("the corpus needs at least one clip (--n)")
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    wanted = {clip_id(s): s for s in range(seed, seed + n)}
-    done = [r for r in read_labels(out) if r["id"] in wanted]
+    wanted = {clip_id(s): (s, False) for s in range(seed, seed + n)}
+    if mode_twins:
+        wanted.update({clip_id(s) + TWIN_SUFFIX: (s, True) for s in range(seed, seed + n)})
+    done = [r for r in read_labels(out) if r["id"] in wanted or r.get("twin_of") in wanted]
     done_ids = {r["id"] for r in done}
     _write_labels(out, done)
-    todo = [s for cid, s in wanted.items() if cid not in done_ids]
+    todo = [job for cid, job in wanted.items() if cid not in done_ids]
     start = time.perf_counter()
     if todo:
         check_tools(soundfont)  # fail fast, with one clear line, if FluidSynth or espeak-ng is missing
@@ -129,7 +158,7 @@ def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont:
                 labels.write(json.dumps(record) + "\n")
                 labels.flush()
     wall = time.perf_counter() - start
-    records = sorted(read_labels(out), key=lambda r: r["seed"])
+    records = sorted(read_labels(out), key=_order)
     _write_labels(out, records)
     seconds = len(todo) * sample_spec(seed).seconds
     return CorpusReport(len(records), len(todo), seconds, wall)

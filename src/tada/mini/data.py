@@ -108,8 +108,9 @@ def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu
 
 
 def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[list[str]],
-                   info: dict[str, Any]) -> Path:
-    """The transformer stage's whole input: latents, caption token ids, the cut-down encoder."""
+                   info: dict[str, Any], twins: list[tuple[int, int]] = ()) -> Path:
+    """The transformer stage's whole input: latents, caption token ids, the cut-down encoder,
+    and which clips are mode twins of each other (row pairs)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     per_clip = len(captions[0])
@@ -117,7 +118,10 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
     ids = prune_text_encoder(flat, directory / TEXT_DIR)
     lengths = torch.tensor([len(row) for row in ids], dtype=torch.int32)
     tokens = torch.tensor([t for row in ids for t in row], dtype=torch.int32)
-    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths},
+    twin = torch.full((latents.shape[0],), -1, dtype=torch.int32)
+    for a, b in twins:
+        twin[a], twin[b] = b, a
+    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths, "twin": twin},
                  metadata={"captions_per_clip": str(per_clip)})
     (directory / TRAINSET_INFO).write_text(json.dumps({**info, "clips": int(latents.shape[0]),
                                                         "captions_per_clip": per_clip}, indent=1))
@@ -125,7 +129,8 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
 
 
 class TrainSet:
-    """A training set read back: latents ``(clips, C, T)`` float32 and each caption's token ids."""
+    """A training set read back: latents ``(clips, C, T)`` float32, each caption's token ids,
+    and ``twin``: each clip's mode-twin row, or -1."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
@@ -136,6 +141,7 @@ class TrainSet:
         self.info = json.loads((directory / TRAINSET_INFO).read_text())
         tensors = load_file(str(directory / LATENTS))
         self.latents = tensors["latents"].float()
+        self.twin = tensors["twin"].long() if "twin" in tensors else torch.full((len(self.latents),), -1)
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), tensors["lengths"].long().cumsum(0)])
         tokens = tensors["tokens"].long()
         self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]

@@ -27,7 +27,7 @@ from . import train_autoencoder, train_transformer
 STAGES = ("autoencoder", "trainset", "transformer", "export")
 TOP_KEYS = ("seed", "autoencoder", "trainset", "transformer")
 TRAINSET_KEYS = ("captions_per_clip",)
-TRAINSET_OPTIONAL = ("short_captions_per_clip",)  # default 0
+TRAINSET_OPTIONAL = ("short_captions_per_clip", "mode_twins")  # default 0 / false
 PROVENANCE = "training.json"
 
 
@@ -41,15 +41,16 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def _records(corpus: str | Path) -> list[dict[str, Any]]:
+def _records(corpus: str | Path, mode_twins: bool = False) -> list[dict[str, Any]]:
+    """The corpus's labelled clips by seed, each mode twin (kept only with ``mode_twins``) after its original."""
     from ..data.corpus import read_labels
 
-    records = read_labels(corpus)
+    records = [r for r in read_labels(corpus) if mode_twins or "twin_of" not in r]
     if not records:
         raise TadaError(f"{corpus} has no labelled clips (make one with `tada data make`)")
     if any("spec" not in r for r in records):
         raise TadaError(f"{corpus}/labels.jsonl lacks clip specs; regenerate it with `tada data make`")
-    return sorted(records, key=lambda r: r["seed"])
+    return sorted(records, key=lambda r: (r["seed"], "twin_of" in r))
 
 
 def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
@@ -77,7 +78,8 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     model_dir = out / "autoencoder" / "model"
     if not model_dir.is_dir():
         raise TadaError(f"no trained autoencoder in {model_dir}: run the autoencoder stage first")
-    records = _records(corpus)
+    twins = bool(config["trainset"].get("mode_twins", False))
+    records = _records(corpus, twins)
     autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
     mels = corpus_mels(corpus, records, out / "cache", progress)
     with torch.no_grad():  # encode() drops the frames beyond a multiple of the downsampling
@@ -85,9 +87,11 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
                              for i in range(0, len(mels), 32)]) * autoencoder.config.scaling_factor
     captions = caption_variants(records, config["trainset"]["captions_per_clip"],
                                 config["trainset"].get("short_captions_per_clip", 0))
+    row = {r["id"]: i for i, r in enumerate(records)}
+    pairs = [(i, row[r["twin_of"]]) for i, r in enumerate(records) if r.get("twin_of") in row]
     info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
-            "latent_std": float(latents.std())}
-    return write_trainset(target, latents, captions, info)
+            "latent_std": float(latents.std()), "mode_twin_pairs": len(pairs)}
+    return write_trainset(target, latents, captions, info, pairs)
 
 
 def transformer_stage(config: dict[str, Any], out: Path, device: str = "cpu", time_limit: float | None = None,

@@ -10,7 +10,12 @@ classifier-free guidance has an unconditional model). With probability ``crop_pr
 batch is a random shorter window, so clips shorter than the corpus's 5 s work too. An
 exponential moving average of the weights is what gets exported. With ``init_from`` (a
 transformer directory an earlier run exported) the run starts from those weights, a
-fine-tune with its own steps and learning rate.
+fine-tune with its own steps and learning rate. With ``paired_share`` that share of each
+batch is mode-twin pairs (the same piece in major and in minor, captions differing only in
+the mood word; see :func:`tada.data.corpus.mode_twin`), each pair sharing its noise, noise
+level, caption wording and caption dropout: the two targets then differ only by the mode
+and the two inputs only by the mood word, so that link gets a gradient no other variation
+of the batch drowns.
 
 Run standalone (``python -m tada.mini.train_transformer --trainset DIR --config F --out DIR``)
 on a machine that has no audio libraries.
@@ -34,7 +39,9 @@ from .transformer import TadaMiniTransformer
 
 KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
         "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
-OPTIONAL = ("init_from",)  # a from_pretrained transformer directory to start from (a fine-tune)
+# init_from: a from_pretrained transformer directory to start from (a fine-tune);
+# paired_share: share of each batch drawn as mode-twin pairs (default 0; needs a trainset with twins)
+OPTIONAL = ("init_from", "paired_share")
 
 
 class _WithEma(nn.Module):
@@ -79,7 +86,16 @@ class TransformerTrainer(TrainingLoop):
             raise TadaError(f"{clips} clips are too few for {n_val} held-out clips "
                             f"and batches of {config['batch_size']}")
         self.val_rows = torch.arange(n_val)
-        self.train_rows = torch.arange(n_val, clips)
+        twin = self.data.twin
+        leaks = (twin >= 0) & (twin < n_val)  # a held-out clip's twin is held out too
+        self.train_rows = torch.tensor([r for r in range(n_val, clips) if not leaks[r]], dtype=torch.long)
+        self.pair_rows = self.train_rows[twin[self.train_rows] > self.train_rows]  # the first clip of each pair
+        self.pairs_per_batch = round(config.get("paired_share", 0.0) * config["batch_size"] / 2)
+        if self.pairs_per_batch and not len(self.pair_rows):
+            raise TadaError("paired_share needs mode twins in the training set (trainset: mode_twins, "
+                            "corpus: `tada data make --mode-twins`)")
+        if not 0 <= 2 * self.pairs_per_batch <= config["batch_size"]:
+            raise TadaError(f"paired_share must be between 0 and 1, not {config.get('paired_share')}")
         torch.manual_seed(seed)
         model = TadaMiniTransformer(in_channels=self.latents.shape[1], **config["model"])
         if config.get("init_from"):
@@ -101,22 +117,37 @@ class TransformerTrainer(TrainingLoop):
         return self.states[captions, :width], mask[:, :width]
 
     def _loss(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor,
-              generator: torch.Generator) -> torch.Tensor:
+              generator: torch.Generator, share: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow-matching MSE; row ``i`` draws the noise and noise level of row ``share[i]``."""
         batch = x0.shape[0]
         sigma = torch.sigmoid(torch.randn(batch, generator=generator)).to(self.device)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        if share is not None:
+            share = share.to(self.device)
+            sigma, noise = sigma[share], noise[share]
         xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
         states, mask = self._text(captions)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             velocity = network(xt, sigma * 1000.0, encoder_hidden_states=states, encoder_attention_mask=mask)
         return (velocity.float() - (noise - x0)).square().mean()
 
+    def _batch_rows(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's clip rows (single clips, then pair firsts, then their twins) and which row
+        each takes its random draws from (itself, or for a twin its pair's first)."""
+        pairs, singles = self.pairs_per_batch, self.config["batch_size"] - 2 * self.pairs_per_batch
+        rows = self.train_rows[torch.randint(len(self.train_rows), (singles,), generator=generator)]
+        if not pairs:  # no draw at all, so runs without pairs repeat the batches of earlier versions
+            return rows, torch.arange(singles)
+        firsts = self.pair_rows[torch.randint(len(self.pair_rows), (pairs,), generator=generator)]
+        share = torch.cat([torch.arange(singles + pairs), torch.arange(singles, singles + pairs)])
+        return torch.cat([rows, firsts, self.data.twin[firsts]]), share
+
     def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
-        rows = self.train_rows[torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator)]
-        wording = torch.randint(self.data.per_clip, (len(rows),), generator=generator)
+        rows, share = self._batch_rows(generator)
+        wording = torch.randint(self.data.per_clip, (len(rows),), generator=generator)[share]
         captions = rows * self.data.per_clip + wording
-        dropped = torch.rand(len(rows), generator=generator) < config["caption_dropout"]
+        dropped = (torch.rand(len(rows), generator=generator) < config["caption_dropout"])[share]
         captions = torch.where(dropped, torch.full_like(captions, len(self.data.token_ids) - 1), captions)
         x0 = self.latents[rows.to(self.device)]
         if float(torch.rand(1, generator=generator)) < config["crop_prob"]:
@@ -125,7 +156,7 @@ class TransformerTrainer(TrainingLoop):
             start = int(torch.randint(0, frames - length + 1, (1,), generator=generator))
             x0 = x0[..., start:start + length]
         self.model.model.train()
-        loss = self._loss(self.model.model, x0, captions, generator)
+        loss = self._loss(self.model.model, x0, captions, generator, share)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.model.parameters(), config["grad_clip"])
