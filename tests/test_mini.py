@@ -321,8 +321,8 @@ def _twin_trainset(trained, twin_corpus, tmp_path, mode_twins: bool) -> Path:
     run, config_path, _ = trained
     config = read_config(config_path)
     config["trainset"] = {**config["trainset"], "mode_twins": mode_twins}
-    (tmp_path / "autoencoder").mkdir(parents=True)
-    (tmp_path / "autoencoder" / "model").symlink_to(run / "autoencoder" / "model")
+    tmp_path.mkdir(parents=True)
+    (tmp_path / "autoencoder").symlink_to(run / "autoencoder")
     return trainset_stage(twin_corpus, config, tmp_path)
 
 
@@ -370,6 +370,21 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     with pytest.raises(TadaError, match="needs mode twins"):
         TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain",
                            progress=False)
+
+
+def test_paired_fine_tune_exports_with_its_base_run(trained, twin_corpus, tmp_path):
+    from tada.mini.train import PROVENANCE, read_config, train
+
+    run, config_path, model = trained
+    config = read_config(config_path)
+    config["trainset"]["mode_twins"] = True
+    config["transformer"].update(batch_size=4, paired_share=0.5, init_from=str(model / "transformer"))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    _twin_trainset(trained, twin_corpus, tmp_path / "run", True)
+    tuned = train(twin_corpus, tmp_path / "config.json", tmp_path / "run", ("transformer", "export"), progress=False)
+    provenance = json.loads((tuned / PROVENANCE).read_text())
+    assert provenance["trainset"]["mode_twin_pairs"] == 8 and provenance["transformer"]["steps"] == 4
+    assert provenance["init_from"] == json.loads((model / PROVENANCE).read_text())
 
 
 # -- pipeline, adapter and CLI ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import TadaError
 from ..training.config import check_keys, read_json
@@ -82,9 +83,10 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     records = _records(corpus, twins)
     autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
     mels = corpus_mels(corpus, records, out / "cache", progress)
+    batches = tqdm(range(0, len(mels), 32), desc="clip latents", unit="batch", disable=not progress)
     with torch.no_grad():  # encode() drops the frames beyond a multiple of the downsampling
         latents = torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i:i + 32].float()))[0]
-                             for i in range(0, len(mels), 32)]) * autoencoder.config.scaling_factor
+                             for i in batches]) * autoencoder.config.scaling_factor
     captions = caption_variants(records, config["trainset"]["captions_per_clip"],
                                 config["trainset"].get("short_captions_per_clip", 0))
     row = {r["id"]: i for i, r in enumerate(records)}
@@ -123,6 +125,9 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
     provenance = {"config": config, "trainset": trainset,
                   "autoencoder": {"steps": ae_state["step"], "final_eval": (ae_state["evals"] or [None])[-1]},
                   "transformer": {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}}
+    base = config["transformer"].get("init_from")
+    if base and (Path(base).parent / PROVENANCE).is_file():  # a fine-tune: keep the run it started from
+        provenance["init_from"] = json.loads((Path(base).parent / PROVENANCE).read_text())
     (target / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n")
     return target
 
