@@ -345,7 +345,7 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     from tada.mini.train_transformer import TransformerTrainer
 
     trainset = _twin_trainset(trained, twin_corpus, tmp_path / "run", True)
-    config = {**read_config(trained[1])["transformer"], "batch_size": 6, "paired_share": 0.7}
+    config = {**read_config(trained[1])["transformer"], "batch_size": 6, "paired_share": 0.7, "twin_contrast": 0.5}
     trainer = TransformerTrainer(trainset, config, 0, tmp_path / "out", progress=False)
     assert trainer.pairs_per_batch == 2 and 0 not in trainer.train_rows and 1 not in trainer.train_rows
     rows, share = trainer._batch_rows(torch.Generator().manual_seed(0))
@@ -365,8 +365,13 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     assert torch.equal(sigma[2:4], sigma[4:]) and sigma[0] != sigma[1]
     expected = (1 - sigma[2:4, None, None]) * (x0[4:] - x0[2:4])  # same noise: only the clean latents differ
     assert torch.allclose(xt[4:] - xt[2:4], expected, atol=1e-5)
+    # the contrast pass: both twins from one midpoint input, only the caption differs
+    contrast = trainer._twin_contrast(Capture(), x0, captions, share, torch.Generator().manual_seed(2))
+    xt = seen["xt"]
+    assert torch.equal(xt[:2], xt[2:]) and torch.equal(seen["sigma"][:2], seen["sigma"][2:])
+    assert torch.allclose(contrast, (x0[4:] - x0[2:4]).square().mean())  # equal predictions miss all of b - a
     trainer.run(until_step=2)  # trains and checkpoints with pairs
-    assert trainer.step == 2
+    assert trainer.step == 2 and trainer.history[-1]["twin_contrast"] > 0
     with pytest.raises(TadaError, match="needs mode twins"):
         TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain",
                            progress=False)

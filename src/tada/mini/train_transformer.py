@@ -13,9 +13,12 @@ transformer directory an earlier run exported) the run starts from those weights
 fine-tune with its own steps and learning rate. With ``paired_share`` that share of each
 batch is mode-twin pairs (the same piece in major and in minor, captions differing only in
 the mood word; see :func:`tada.data.corpus.mode_twin`), each pair sharing its noise, noise
-level, caption wording and caption dropout: the two targets then differ only by the mode
-and the two inputs only by the mood word, so that link gets a gradient no other variation
-of the batch drowns.
+level, caption wording and caption dropout. With ``twin_contrast`` (a weight) each pair
+also goes through the model once more from one shared input, the noised midpoint of the
+two twins, under each twin's caption; the difference of the two predicted velocities is
+pulled towards the twins' velocity difference. The input then cannot tell which twin it
+is, so only the caption (the mood word) can make the two predictions differ: the
+gradient goes to the text path alone, which plain pairs leave to the noisy input.
 
 Run standalone (``python -m tada.mini.train_transformer --trainset DIR --config F --out DIR``)
 on a machine that has no audio libraries.
@@ -40,8 +43,9 @@ from .transformer import TadaMiniTransformer
 KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
         "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
 # init_from: a from_pretrained transformer directory to start from (a fine-tune);
-# paired_share: share of each batch drawn as mode-twin pairs (default 0; needs a trainset with twins)
-OPTIONAL = ("init_from", "paired_share")
+# paired_share: share of each batch drawn as mode-twin pairs (default 0; needs a trainset with twins);
+# twin_contrast: weight of the pairs' midpoint contrast loss (default 0)
+OPTIONAL = ("init_from", "paired_share", "twin_contrast")
 
 
 class _WithEma(nn.Module):
@@ -142,6 +146,22 @@ class TransformerTrainer(TrainingLoop):
         share = torch.cat([torch.arange(singles + pairs), torch.arange(singles, singles + pairs)])
         return torch.cat([rows, firsts, self.data.twin[firsts]]), share
 
+    def _twin_contrast(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor, share: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+        """Mean square error of the velocity difference the twins' captions make from their shared midpoint."""
+        seconds = torch.nonzero(share != torch.arange(len(share))).flatten()
+        firsts = share[seconds]
+        a, b = x0[firsts.to(self.device)], x0[seconds.to(self.device)]
+        sigma = torch.sigmoid(torch.randn(len(firsts), generator=generator)).to(self.device)
+        noise = torch.randn(a.shape, generator=generator).to(self.device)
+        xt = (1 - sigma[:, None, None]) * (a + b) / 2 + sigma[:, None, None] * noise
+        states, mask = self._text(torch.cat([captions[firsts], captions[seconds]]))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            velocity = network(xt.repeat(2, 1, 1), sigma.repeat(2) * 1000.0, encoder_hidden_states=states,
+                               encoder_attention_mask=mask).float()
+        # targets noise - a and noise - b: their difference is b - a whatever the noise
+        return ((velocity[:len(firsts)] - velocity[len(firsts):]) - (b - a)).square().mean()
+
     def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
         rows, share = self._batch_rows(generator)
@@ -157,12 +177,17 @@ class TransformerTrainer(TrainingLoop):
             x0 = x0[..., start:start + length]
         self.model.model.train()
         loss = self._loss(self.model.model, x0, captions, generator, share)
+        record = {"mse": float(loss.detach())}
+        if config.get("twin_contrast") and self.pairs_per_batch:
+            contrast = self._twin_contrast(self.model.model, x0, captions, share, generator)
+            record["twin_contrast"] = float(contrast.detach())
+            loss = loss + config["twin_contrast"] * contrast
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.model.parameters(), config["grad_clip"])
         self.optimizer.step()
         self.model.update(config["ema_decay"])
-        return {"mse": float(loss.detach())}
+        return record
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

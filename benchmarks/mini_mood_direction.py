@@ -1,0 +1,72 @@
+"""Does tada-mini's mood word move its prediction towards the other mode? A direct read of mood learning.
+
+Takes mode-twin pairs from a training set built with ``trainset.mode_twins`` (the same
+piece in major and in minor, captions differing only in the mood word; see
+``tada data make --mode-twins``). For each pair (a, b) and noise level sigma, the input
+is the pair's midpoint, noised: ``x_t = (1 - sigma) (a + b) / 2 + sigma * noise``, so the
+input alone does not say which twin it is. The model predicts the clean latent once with
+a's caption and once with b's; ``d_text`` is the difference of the two predictions and
+``d_true = a - b``. Printed per sigma: the mean cosine of d_text and d_true, and the mean
+regression coefficient ``<d_text, d_true> / |d_true|^2`` (1 would mean the caption alone
+turns the prediction fully into the right twin; 0, the caption is ignored). No decoding,
+about a minute on 2 cores for 200 pairs.
+
+    python benchmarks/mini_mood_direction.py --trainset out/mini-twins/trainset [--model tada-mini:DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from tada.adapters import load_model
+from tada.mini.data import TrainSet
+
+SIGMAS = (0.3, 0.5, 0.7, 0.85, 0.95)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trainset", required=True, help="a tada-mini training set with mode twins")
+    parser.add_argument("--model", default="tada-mini")
+    parser.add_argument("--transformer", default=None, help="use this transformer directory instead (a checkpoint)")
+    parser.add_argument("--pairs", type=int, default=200, help="the first N pairs (the first 50 are held out)")
+    args = parser.parse_args()
+    data = TrainSet(args.trainset)
+    firsts = torch.nonzero(data.twin > torch.arange(len(data.twin))).flatten()[: args.pairs]
+    if not len(firsts):
+        raise SystemExit(f"{args.trainset} has no mode twins (build it with trainset.mode_twins)")
+    seconds = data.twin[firsts]
+    transformer = load_model(args.model).denoiser
+    if args.transformer:
+        from tada.mini.transformer import TadaMiniTransformer
+
+        transformer = TadaMiniTransformer.from_pretrained(args.transformer)
+    transformer.eval()
+    states, masks = data.token_states()
+    a, b = data.latents[firsts], data.latents[seconds]
+    captions_a, captions_b = firsts * data.per_clip, seconds * data.per_clip  # each clip's corpus caption
+    d_true = (a - b).flatten(1)
+
+    @torch.no_grad()
+    def predict(xt: torch.Tensor, sigma: float, captions: torch.Tensor) -> torch.Tensor:
+        mask = masks[captions]
+        width = int(mask.sum(dim=1).max())
+        velocity = transformer(xt, torch.full((len(xt),), sigma * 1000.0), encoder_hidden_states=states[captions, :width],
+                               encoder_attention_mask=mask[:, :width])
+        return xt - sigma * velocity
+
+    print(f"{len(firsts)} twin pairs; |a - b| / |a| = {(d_true.norm(dim=1) / a.flatten(1).norm(dim=1)).mean():.3f}")
+    for sigma in SIGMAS:
+        noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(1))
+        xt = (1 - sigma) * (a + b) / 2 + sigma * noise
+        d_text = (predict(xt, sigma, captions_a) - predict(xt, sigma, captions_b)).flatten(1)
+        cosine = torch.nn.functional.cosine_similarity(d_text, d_true).mean()
+        coefficient = ((d_text * d_true).sum(1) / d_true.square().sum(1)).mean()
+        print(f"sigma {sigma:.2f}: cosine {cosine:.3f}  coefficient {coefficient:.3f}  "
+              f"|d_text| / |d_true| {(d_text.norm(dim=1) / d_true.norm(dim=1)).mean():.3f}")
+
+
+if __name__ == "__main__":
+    main()
