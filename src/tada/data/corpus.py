@@ -125,7 +125,7 @@ def _jobs(todo: list[tuple[int, bool]], out: Path) -> Iterator[tuple[int, bool, 
         yield seed, twin, str(out)
 
 
-def _order(record: dict[str, Any]) -> tuple[int, bool]:
+def label_order(record: dict[str, Any]) -> tuple[int, bool]:
     """Labels are kept sorted by seed, each mode twin right after its original."""
     return record["seed"], "twin_of" in record
 
@@ -158,7 +158,7 @@ def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont:
                 labels.write(json.dumps(record) + "\n")
                 labels.flush()
     wall = time.perf_counter() - start
-    records = sorted(read_labels(out), key=_order)
+    records = sorted(read_labels(out), key=label_order)
     _write_labels(out, records)
     seconds = len(todo) * sample_spec(seed).seconds
     return CorpusReport(len(records), len(todo), seconds, wall)

@@ -150,14 +150,17 @@ class TrainSet:
             raise TadaError(f"{directory}: {len(self.token_ids)} captions for {self.latents.shape[0]} clips")
 
     @torch.no_grad()
-    def token_states(self, device: str | torch.device = "cpu", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every caption's MiniLM token states padded to the longest caption, ``(captions, L, 384)``,
-        and the mask of real tokens ``(captions, L)``; a batch of captions is then one index."""
+    def token_states(self, device: str | torch.device = "cpu", batch: int = 256,
+                     captions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every caption's (or only ``captions``', in that order) MiniLM token states padded to the
+        longest, ``(captions, L, 384)``, and the mask of real tokens ``(captions, L)``; a batch of
+        captions is then one index."""
         encoder = load_pruned_encoder(self.directory / TEXT_DIR, device)
-        width = max(len(r) for r in self.token_ids)
-        ids = torch.zeros(len(self.token_ids), width, dtype=torch.long)
-        mask = torch.zeros(len(self.token_ids), width, dtype=torch.bool)
-        for i, r in enumerate(self.token_ids):
+        token_ids = self.token_ids if captions is None else [self.token_ids[c] for c in captions]
+        width = max(len(r) for r in token_ids)
+        ids = torch.zeros(len(token_ids), width, dtype=torch.long)
+        mask = torch.zeros(len(token_ids), width, dtype=torch.bool)
+        for i, r in enumerate(token_ids):
             ids[i, :len(r)], mask[i, :len(r)] = r, True
         ids, mask = ids.to(device), mask.to(device)
         states = torch.zeros(*ids.shape, encoder.config.hidden_size, device=device)

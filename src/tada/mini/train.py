@@ -44,14 +44,14 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def _records(corpus: str | Path, mode_twins: bool = False) -> list[dict[str, Any]]:
     """The corpus's labelled clips by seed, each mode twin (kept only with ``mode_twins``) after its original."""
-    from ..data.corpus import read_labels
+    from ..data.corpus import label_order, read_labels
 
     records = [r for r in read_labels(corpus) if mode_twins or "twin_of" not in r]
     if not records:
         raise TadaError(f"{corpus} has no labelled clips (make one with `tada data make`)")
     if any("spec" not in r for r in records):
         raise TadaError(f"{corpus}/labels.jsonl lacks clip specs; regenerate it with `tada data make`")
-    return sorted(records, key=lambda r: (r["seed"], "twin_of" in r))
+    return sorted(records, key=label_order)
 
 
 def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",

@@ -120,12 +120,15 @@ class TransformerTrainer(TrainingLoop):
         width = int(mask.sum(dim=1).max())
         return self.states[captions, :width], mask[:, :width]
 
+    def _noise(self, shape: torch.Size, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logit-normal noise levels ``(B,)`` and Gaussian noise of ``shape`` (B first)."""
+        sigma = torch.sigmoid(torch.randn(shape[0], generator=generator)).to(self.device)
+        return sigma, torch.randn(shape, generator=generator).to(self.device)
+
     def _loss(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor,
               generator: torch.Generator, share: torch.Tensor | None = None) -> torch.Tensor:
         """Flow-matching MSE; row ``i`` draws the noise and noise level of row ``share[i]``."""
-        batch = x0.shape[0]
-        sigma = torch.sigmoid(torch.randn(batch, generator=generator)).to(self.device)
-        noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        sigma, noise = self._noise(x0.shape, generator)
         if share is not None:
             share = share.to(self.device)
             sigma, noise = sigma[share], noise[share]
@@ -152,8 +155,7 @@ class TransformerTrainer(TrainingLoop):
         seconds = torch.nonzero(share != torch.arange(len(share))).flatten()
         firsts = share[seconds]
         a, b = x0[firsts.to(self.device)], x0[seconds.to(self.device)]
-        sigma = torch.sigmoid(torch.randn(len(firsts), generator=generator)).to(self.device)
-        noise = torch.randn(a.shape, generator=generator).to(self.device)
+        sigma, noise = self._noise(a.shape, generator)
         xt = (1 - sigma[:, None, None]) * (a + b) / 2 + sigma[:, None, None] * noise
         states, mask = self._text(torch.cat([captions[firsts], captions[seconds]]))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
