@@ -370,6 +370,12 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     xt = seen["xt"]
     assert torch.equal(xt[:2], xt[2:]) and torch.equal(seen["sigma"][:2], seen["sigma"][2:])
     assert torch.allclose(contrast, (x0[4:] - x0[2:4]).square().mean())  # equal predictions miss all of b - a
+    dropped = captions.clone()
+    dropped[[2, 4]] = trainer.data.null_caption  # the first pair's captions dropped (pairs share dropout)
+    contrast = trainer._twin_contrast(Capture(), x0, dropped, share, torch.Generator().manual_seed(2))
+    assert seen["xt"].shape[0] == 2 and torch.allclose(contrast, (x0[5] - x0[3]).square().mean())  # second pair only
+    dropped[[3, 5]] = trainer.data.null_caption
+    assert trainer._twin_contrast(Capture(), x0, dropped, share, torch.Generator().manual_seed(2)).item() == 0.0
     trainer.run(until_step=2)  # trains and checkpoints with pairs
     assert trainer.step == 2 and trainer.history[-1]["twin_contrast"] > 0
     with pytest.raises(TadaError, match="needs mode twins"):
@@ -378,18 +384,38 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
 
 
 def test_paired_fine_tune_exports_with_its_base_run(trained, twin_corpus, tmp_path):
+    from safetensors.torch import load_file
+
     from tada.mini.train import PROVENANCE, read_config, train
 
     run, config_path, model = trained
     config = read_config(config_path)
     config["trainset"]["mode_twins"] = True
     config["transformer"].update(batch_size=4, paired_share=0.5, init_from=str(model / "transformer"))
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    _twin_trainset(trained, twin_corpus, tmp_path / "run", True)
-    tuned = train(twin_corpus, tmp_path / "config.json", tmp_path / "run", ("transformer", "export"), progress=False)
-    provenance = json.loads((tuned / PROVENANCE).read_text())
+
+    def write(autoencoder):
+        (tmp_path / "config.json").write_text(json.dumps({**config, "autoencoder": autoencoder}))
+        return tmp_path / "config.json"
+
+    with pytest.raises(TadaError, match="must keep its base model's latents"):  # would train a new latent space
+        read_config(write(config["autoencoder"]))
+    with pytest.raises(TadaError, match="not a tada-mini autoencoder folder"):
+        train(twin_corpus, write({"from": str(tmp_path / "nowhere")}), tmp_path / "run", progress=False)
+    tuned = train(twin_corpus, write({"from": str(model / "autoencoder")}), tmp_path / "run", progress=False)
+    provenance, base = (json.loads((m / PROVENANCE).read_text()) for m in (tuned, model))
     assert provenance["trainset"]["mode_twin_pairs"] == 8 and provenance["transformer"]["steps"] == 4
-    assert provenance["init_from"] == json.loads((model / PROVENANCE).read_text())
+    assert provenance["init_from"] == base
+    assert provenance["autoencoder"] == {"from": str(model / "autoencoder"), **base["autoencoder"]}
+    weights = "autoencoder/diffusion_pytorch_model.safetensors"
+    mine, theirs = load_file(str(tuned / weights)), load_file(str(model / weights))
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)  # the base's, as is
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("configs").glob("mini*.json")))
+def test_committed_training_configs_read(path):
+    from tada.mini.train import read_config
+
+    assert read_config(path)["transformer"]["steps"] > 0
 
 
 # -- pipeline, adapter and CLI ----------------------------------------------------------------

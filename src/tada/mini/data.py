@@ -149,6 +149,11 @@ class TrainSet:
         if len(self.token_ids) != self.latents.shape[0] * self.per_clip + 1:
             raise TadaError(f"{directory}: {len(self.token_ids)} captions for {self.latents.shape[0]} clips")
 
+    @property
+    def null_caption(self) -> int:
+        """Index of the empty caption (the unconditional prompt of classifier-free guidance)."""
+        return len(self.token_ids) - 1
+
     @torch.no_grad()
     def token_states(self, device: str | torch.device = "cpu", batch: int = 256,
                      captions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ Stage 3 is the long one; it also runs alone on a GPU machine from the training s
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,24 @@ TOP_KEYS = ("seed", "autoencoder", "trainset", "transformer")
 TRAINSET_KEYS = ("captions_per_clip",)
 TRAINSET_OPTIONAL = ("short_captions_per_clip", "mode_twins")  # default 0 / false
 PROVENANCE = "training.json"
+# {"from": DIR} instead of training settings: take a trained autoencoder (a tada-mini model's
+# ``autoencoder`` folder) as it is; a fine-tune must, to stay in its base model's latent space
+AE_FROM = "from"
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     config = read_json(path)
     check_keys(config, TOP_KEYS, str(path))
-    check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
+    if AE_FROM in config["autoencoder"]:
+        check_keys(config["autoencoder"], (AE_FROM,), f"{path} [autoencoder]")
+    else:
+        check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
     check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]", TRAINSET_OPTIONAL)
     check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]",
                OPTIONAL_KEYS + train_transformer.OPTIONAL)
+    if config["transformer"].get("init_from") and AE_FROM not in config["autoencoder"]:
+        raise TadaError(f"{path}: a fine-tune (transformer init_from) must keep its base model's latents: set "
+                        '"autoencoder" to {"from": "<base model>/autoencoder"}')
     return config
 
 
@@ -55,9 +65,13 @@ def _records(corpus: str | Path, mode_twins: bool = False) -> list[dict[str, Any
 
 
 def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
-                      time_limit: float | None = None, progress: bool = True):
+                      time_limit: float | None = None, progress: bool = True) -> bool:
+    """Train the autoencoder (or copy the one the config names); whether the stage is done."""
     from .data import corpus_mels
 
+    if AE_FROM in config["autoencoder"]:
+        _copy_autoencoder(Path(config["autoencoder"][AE_FROM]), out / "autoencoder" / "model")
+        return True
     records = _records(corpus)
     mels = corpus_mels(corpus, records, out / "cache", progress)
     trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records], config["autoencoder"],
@@ -66,7 +80,29 @@ def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, dev
     trainer.resume()
     if not (trainer.done and (out / "autoencoder" / "model").is_dir()):
         trainer.run(time_limit=time_limit)
-    return trainer
+    return trainer.done
+
+
+def _copy_autoencoder(source: Path, target: Path) -> None:
+    from .autoencoder import MelAutoencoder
+
+    if target.is_dir():
+        return
+    if not (source / "config.json").is_file():
+        raise TadaError(f"autoencoder 'from' {source} is not a tada-mini autoencoder folder (no config.json)")
+    MelAutoencoder.from_pretrained(source)  # loads, or fails here rather than in a later stage
+    shutil.copytree(source, target)
+
+
+def _autoencoder_provenance(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Steps and last evaluation of the autoencoder trained here, or where a copied one came from
+    (with its own run's record when the folder it came from is an exported model's)."""
+    source = config["autoencoder"].get(AE_FROM)
+    if source is None:
+        state = json.loads((out / "autoencoder" / "checkpoint" / "state.json").read_text())
+        return {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}
+    base = Path(source).parent / PROVENANCE
+    return {AE_FROM: str(source), **(json.loads(base.read_text())["autoencoder"] if base.is_file() else {})}
 
 
 def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progress: bool = True) -> Path:
@@ -120,10 +156,9 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
     target = target or out / "model"
     pipe.save_pretrained(target)
     state = json.loads((out / "transformer" / "checkpoint" / "state.json").read_text())
-    ae_state = json.loads((out / "autoencoder" / "checkpoint" / "state.json").read_text())
     trainset = json.loads((out / "trainset" / "trainset.json").read_text())
     provenance = {"config": config, "trainset": trainset,
-                  "autoencoder": {"steps": ae_state["step"], "final_eval": (ae_state["evals"] or [None])[-1]},
+                  "autoencoder": _autoencoder_provenance(config, out),
                   "transformer": {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}}
     base = config["transformer"].get("init_from")
     if base and (Path(base).parent / PROVENANCE).is_file():  # a fine-tune: keep the run it started from
@@ -144,7 +179,7 @@ def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: 
         if stage not in STAGES:
             raise TadaError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     if "autoencoder" in stages:
-        if not autoencoder_stage(corpus, config, out, device, time_limit, progress).done:
+        if not autoencoder_stage(corpus, config, out, device, time_limit, progress):
             return None
     if "trainset" in stages:
         trainset_stage(corpus, config, out, progress)

@@ -151,11 +151,18 @@ class TransformerTrainer(TrainingLoop):
 
     def _twin_contrast(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor, share: torch.Tensor,
                        generator: torch.Generator) -> torch.Tensor:
-        """Mean square error of the velocity difference the twins' captions make from their shared midpoint."""
+        """Mean square error of the velocity difference the twins' captions make from their shared midpoint.
+        Pairs whose captions were dropped (a pair shares its dropout) carry no caption to tell the
+        twins apart, so they are left out; zero when every pair was dropped."""
         seconds = torch.nonzero(share != torch.arange(len(share))).flatten()
         firsts = share[seconds]
+        sigma, noise = self._noise((len(firsts), *x0.shape[1:]), generator)  # drawn for every pair
+        kept = captions[firsts] != self.data.null_caption
+        if not kept.any():
+            return x0.new_zeros(())
+        firsts, seconds, kept = firsts[kept], seconds[kept], kept.to(self.device)
+        sigma, noise = sigma[kept], noise[kept]
         a, b = x0[firsts.to(self.device)], x0[seconds.to(self.device)]
-        sigma, noise = self._noise(a.shape, generator)
         xt = (1 - sigma[:, None, None]) * (a + b) / 2 + sigma[:, None, None] * noise
         states, mask = self._text(torch.cat([captions[firsts], captions[seconds]]))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -170,7 +177,7 @@ class TransformerTrainer(TrainingLoop):
         wording = torch.randint(self.data.per_clip, (len(rows),), generator=generator)[share]
         captions = rows * self.data.per_clip + wording
         dropped = (torch.rand(len(rows), generator=generator) < config["caption_dropout"])[share]
-        captions = torch.where(dropped, torch.full_like(captions, len(self.data.token_ids) - 1), captions)
+        captions = torch.where(dropped, torch.full_like(captions, self.data.null_caption), captions)
         x0 = self.latents[rows.to(self.device)]
         if float(torch.rand(1, generator=generator)) < config["crop_prob"]:
             frames = x0.shape[-1]
