@@ -10,11 +10,17 @@ truth is known, so a setting is chosen on ground truth and never on the model's 
   and the beats-per-onset ratio of these clips (the shipped constant was fitted on other
   clips of the same corpus).
 * mode: AUC of the mode score for major vs minor clips.
-* F0: share of (female, male) vocal clip pairs with the higher median F0 on the female clip.
+* vocal pitch: share of (female, male) vocal clip pairs read higher on the female clip, by
+  the median pYIN F0 (at two floors) and by the pitch register the tada-mini check uses,
+  over two kinds of pairs: unrelated vocal clips of the corpus (every female clip against
+  every male clip) and *gender twins*, each vocal clip's piece rendered again with a female
+  and with a male voice (same notes, instruments and vocal style), the case of a prompt
+  pair with a shared seed. The twins' isolated voices (no accompaniment), read by pYIN, give
+  the ceiling: how often the voices themselves differ as labelled.
 
     python benchmarks/signal_checks_calibration.py --corpus DIR [--clips 300]
 
-``DIR`` is a corpus built by ``tada corpus build`` (``labels.jsonl`` + ``audio/``).
+``DIR`` is a corpus built by ``tada data make`` (``labels.jsonl`` + ``audio/``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +37,9 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from tada import signal_checks
+from tada.data.attributes import SAMPLE_RATE, ClipSpec
+from tada.data.corpus import render_spec
+from tada.data.render import render_vocals
 from tada.data.captions import FAST_BPM, SLOW_BPM
 
 
@@ -50,6 +60,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--clips", type=int, default=300, help="clips for tempo and mode (from the corpus's end)")
     parser.add_argument("--vocal-clips", type=int, default=40, help="female and male vocal clips each, for F0")
+    parser.add_argument("--twins", type=int, default=80, help="vocal clips rendered again as gender twins")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args()
     rows = [json.loads(line) for line in (args.corpus / "labels.jsonl").read_text().splitlines() if line.strip()]
@@ -80,17 +91,31 @@ def main() -> None:
               "beats_per_onset": {"shipped": signal_checks.BEATS_PER_ONSET,
                                   "these_clips": float(np.median(truth / (60 * np.maximum(rates, 1e-9))))}}
 
-    voices = {g: [r for r in rows if r.get("vocals") and r["vocals"]["gender"] == g][: args.vocal_clips]
-              for g in ("female", "male")}
-    floors = {"shipped": signal_checks.VOCAL_FMIN, "fmin_65": 65.0}
-    med = {(g, name): [] for g in voices for name in floors}
+    vocal = [r for r in rows if r.get("vocals")]
+    voices = {g: [r for r in vocal if r["vocals"]["gender"] == g][: args.vocal_clips] for g in ("female", "male")}
+    pitch = {"median_f0": signal_checks.median_f0,
+             "median_f0_fmin_65": lambda audio, sr: signal_checks.median_f0(audio, sr, fmin=65.0),
+             "pitch_register": signal_checks.pitch_register}
+    read = {(g, name): [] for g in voices for name in pitch}
     for g, group in voices.items():
-        for row in tqdm(group, desc=f"F0 {g}"):
-            audio, sr = load(row)  # read once, measured at every floor
-            for name, fmin in floors.items():
-                med[g, name].append(signal_checks.median_f0(audio, sr, fmin=fmin))
-    report["f0_female_higher_pairs"] = {name: female_higher(np.array(med["female", name]), np.array(med["male", name]))
-                                        for name in floors}
+        for row in tqdm(group, desc=f"pitch {g}"):
+            audio, sr = load(row)  # read once, measured by every estimator
+            for name, measure in pitch.items():
+                read[g, name].append(measure(audio, sr))
+    report["pitch_unrelated_pairs_female_higher"] = {
+        name: female_higher(np.array(read["female", name]), np.array(read["male", name])) for name in pitch}
+    twins = {name: [] for name in [*pitch, "isolated_voice_median_f0"]}
+    for row in tqdm(vocal[: args.twins], desc="gender twins"):
+        spec = ClipSpec.from_json(row["spec"])
+        pair = [replace(spec, vocals={**spec.vocals, "gender": g}) for g in ("female", "male")]
+        mixes = [render_spec(s) for s in pair]
+        for name, measure in pitch.items():
+            twins[name].append([measure(m, SAMPLE_RATE) for m in mixes])
+        twins["isolated_voice_median_f0"].append(
+            [signal_checks.median_f0(render_vocals(s), SAMPLE_RATE, fmin=60.0) for s in pair])
+    report["pitch_gender_twins_female_higher"] = {
+        name: float(np.mean([female_higher(np.array([f]), np.array([m])) for f, m in v])) for name, v in twins.items()}
+    report["gender_twins"] = len(twins["pitch_register"])
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -497,3 +497,31 @@ def test_signal_checks_on_synthetic_audio():
     assert abs(signal_checks.median_f0(bass, SR) - signal_checks.VOCAL_FMIN) < 3
     assert abs(signal_checks.median_f0(bass, SR, fmin=65) - 82.4) < 3
     assert np.isnan(signal_checks.median_f0(np.zeros(SR, np.float32), SR))  # silence is unvoiced
+
+
+def harmonic_note(midi: int, seconds: float, level: float = 0.3) -> np.ndarray:
+    """A voice-like tone: six harmonics at 1/h amplitude."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440 * 2 ** ((midi - 69) / 12)
+    return (level * sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 7))).astype(np.float32)
+
+
+def test_pitch_register_follows_the_voice_over_a_shared_bass():
+    from tada import signal_checks
+
+    assert signal_checks.pitch_register(harmonic_note(57, 1.0), SR) == pytest.approx(220, rel=0.03)
+    assert signal_checks.pitch_register(harmonic_note(45, 1.0), SR) == pytest.approx(110, rel=0.03)
+    # an 82 Hz bass holds all four seconds, a voice sings over its second half only: the
+    # median stays on the bass for both voices, the register moves with the voice
+    bass = harmonic_note(40, 4.0, level=0.1)
+    silent = np.zeros(2 * SR, np.float32)
+    high, low = (bass + np.concatenate([silent, harmonic_note(m, 2.0)]) for m in (64, 52))  # 330 / 165 Hz
+    assert signal_checks.median_f0(high, SR, fmin=65) == pytest.approx(signal_checks.median_f0(low, SR, fmin=65), rel=0.05)
+    up, down = signal_checks.pitch_register(high, SR), signal_checks.pitch_register(low, SR)
+    assert up > 1.3 * down, (up, down)
+    assert up == pytest.approx(np.sqrt(82.4 * 329.6), rel=0.1)  # half the frames on each
+    from scipy.signal import resample_poly
+
+    at_44k = resample_poly(high, 441, 160).astype(np.float32)  # any input rate reads the same
+    assert signal_checks.pitch_register(at_44k, 44100) == pytest.approx(up, rel=0.03)
+    assert np.isnan(signal_checks.pitch_register(np.zeros(SR, np.float32), SR))  # nothing sounds

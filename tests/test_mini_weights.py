@@ -76,6 +76,10 @@ def test_female_vocal_prompts_sing_higher_than_male_ones(mini):
     f0_female = np.nanmedian([signal_checks.median_f0(c, mini.sample_rate) for c in female])
     f0_male = np.nanmedian([signal_checks.median_f0(c, mini.sample_rate) for c in male])
     assert f0_female > 1.5 * f0_male, (f0_female, f0_male)
+    # the acceptance check's reading: each female clip above its male partner (same prompt and seed)
+    register_female = np.array([signal_checks.pitch_register(c, mini.sample_rate) for c in female])
+    register_male = np.array([signal_checks.pitch_register(c, mini.sample_rate) for c in male])
+    assert bool((register_female > register_male).all()), (register_female, register_male)
 
 
 def test_the_main_job_turns_piano_up_on_the_bundled_model(tmp_path):
