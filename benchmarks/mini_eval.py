@@ -159,7 +159,8 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
         for name, measure in (("register", signal_checks.pitch_register), ("median_f0", signal_checks.median_f0)):
             ff, fm = _per_clip(measure, clips["vocal_gender"], sr)
             f0[name] = {"higher_pairs": _higher(ff, fm),
-                        "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm))}
+                        "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm)),
+                        "female_hz": np.round(ff, 1).tolist(), "male_hz": np.round(fm, 1).tolist()}
         f0["higher_pairs"] = f0["register"]["higher_pairs"]
         signal["f0"], ok = f0, ok and f0["higher_pairs"] >= F0_PAIRS
         print(f"F0 higher: register {f0['register']['higher_pairs']:.2f} "
