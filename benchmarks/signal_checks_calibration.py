@@ -113,8 +113,9 @@ def main() -> None:
             twins[name].append([measure(m, SAMPLE_RATE) for m in mixes])
         twins["isolated_voice_median_f0"].append(
             [signal_checks.median_f0(render_vocals(s), SAMPLE_RATE, fmin=60.0) for s in pair])
-    report["pitch_gender_twins_female_higher"] = {
-        name: float(np.mean([female_higher(np.array([f]), np.array([m])) for f, m in v])) for name, v in twins.items()}
+    report["pitch_gender_twins_female_higher"] = {  # each twin against its own partner only
+        name: float(np.mean(np.nan_to_num(f, nan=0.0) > np.nan_to_num(m, nan=np.inf)))
+        for name, (f, m) in ((name, np.array(v).T) for name, v in twins.items())}
     report["gender_twins"] = len(twins["pitch_register"])
     print(json.dumps(report, indent=1))
     if args.out:

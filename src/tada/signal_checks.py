@@ -149,9 +149,10 @@ def pitch_register(audio: np.ndarray | torch.Tensor, sr: int, fmin: float = REGI
     salience = librosa.salience(spec, freqs=freqs, harmonics=harmonics,
                                 weights=[REGISTER_DECAY ** (h - 1) for h in harmonics], fill_value=0.0)
     band = (freqs >= fmin) & (freqs <= fmax)
-    strength = salience[band].max(axis=0)
+    candidates, salience = freqs[band], salience[band]
+    strength = salience.max(axis=0)
     if not strength.size or strength.max() <= 0:
         return float("nan")
     sounding = strength > 1e-6 * strength.max()
-    peaks = freqs[band][salience[band][:, sounding].argmax(axis=0)]
+    peaks = candidates[salience[:, sounding].argmax(axis=0)]
     return float(np.exp(np.mean(np.log(peaks))))
