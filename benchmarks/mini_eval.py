@@ -72,6 +72,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/mini-eval"))
     parser.add_argument("--prompts", type=int, default=10, help="base prompts per concept")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1000,
+                        help="adherence seeds are FIRST-SEED, +1, ...: 1000 is the acceptance set; use another "
+                             "range (e.g. 2000) to choose a setting without looking at it")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale for every generation (default: the model's own)")
     parser.add_argument("--caa-pairs", type=int, default=16)
     parser.add_argument("--caa-prompts", type=int, default=10)
     parser.add_argument("--caa-seeds", type=int, default=3, help="seeds per CAA prompt (the acceptance's >= 3)")
@@ -87,6 +92,8 @@ def main() -> None:
     parser.add_argument("--renorm", action="store_true",
                         help="CAA keeps each steered activation's norm (rotation instead of addition)")
     parser.add_argument("--skip-caa", action="store_true")
+    parser.add_argument("--skip-pyin", action="store_true",
+                        help="F0 check by the pitch register alone, without the reference median pYIN F0 (~1.3 s a clip)")
     parser.add_argument("--skip-adherence", action="store_true",
                         help="only speed and CAA; the report's `passed` then covers CAA alone")
     args = parser.parse_args()
@@ -94,8 +101,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     model = load_model(args.model)
+    if args.guidance is not None:
+        model.default_guidance = args.guidance
     scorer = Scorer.load(args.scorer)
-    report: dict = {"model": args.model, "describe": model.describe(), "speed": speed(model)}
+    report: dict = {"model": args.model, "describe": model.describe(), "guidance": model.default_guidance,
+                    "first_seed": args.first_seed, "speed": speed(model)}
     print(f"speed: 5 s in {report['speed']['seconds_for_5s']:.2f} s (RTF {report['speed']['realtime_factor']:.2f})")
 
     passed = args.skip_adherence or adherence_and_signals(model, scorer, args, report)
@@ -123,7 +133,7 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
     """Prompt adherence per concept and the three signal checks, into ``report``; True if all are met."""
     sr = model.sample_rate
     bases = list(BASE_PROMPTS[: args.prompts])
-    seeds = [1000 + s for s in range(args.seeds)]
+    seeds = [args.first_seed + s for s in range(args.seeds)]
     grid = [(b, s) for b in bases for s in seeds]
     adherence, clips, pair_scores = {}, {}, {}
     for name, concept in args.concepts.items():
@@ -156,15 +166,18 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
         # the check reads the pitch register (it follows the voice over a shared accompaniment,
         # see signal_checks); the median pYIN F0 is kept beside it, for reference
         f0 = {}
-        for name, measure in (("register", signal_checks.pitch_register), ("median_f0", signal_checks.median_f0)):
+        estimators = {"register": signal_checks.pitch_register, "median_f0": signal_checks.median_f0}
+        if args.skip_pyin:
+            del estimators["median_f0"]
+        for name, measure in estimators.items():
             ff, fm = _per_clip(measure, clips["vocal_gender"], sr)
             f0[name] = {"higher_pairs": _higher(ff, fm),
                         "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm)),
                         "female_hz": np.round(ff, 1).tolist(), "male_hz": np.round(fm, 1).tolist()}
         f0["higher_pairs"] = f0["register"]["higher_pairs"]
         signal["f0"], ok = f0, ok and f0["higher_pairs"] >= F0_PAIRS
-        print(f"F0 higher: register {f0['register']['higher_pairs']:.2f} "
-              f"(median pYIN F0 {f0['median_f0']['higher_pairs']:.2f})")
+        print(f"F0 higher: register {f0['register']['higher_pairs']:.2f}"
+              + (f" (median pYIN F0 {f0['median_f0']['higher_pairs']:.2f})" if "median_f0" in f0 else ""))
     report["signal"] = signal
     return ok
 

@@ -34,10 +34,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=200, help="the first N pairs (the first 50 are held out)")
     args = parser.parse_args()
     data = TrainSet(args.trainset)
-    firsts = torch.nonzero(data.twin > torch.arange(len(data.twin))).flatten()[: args.pairs]
+    firsts, seconds = data.pairs[data.pair_kinds == 0][: args.pairs].T  # mode twins only
     if not len(firsts):
         raise SystemExit(f"{args.trainset} has no mode twins (build it with trainset.mode_twins)")
-    seconds = data.twin[firsts]
     transformer = load_model(args.model).denoiser
     if args.transformer:
         from tada.mini.transformer import TadaMiniTransformer

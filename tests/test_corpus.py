@@ -14,6 +14,8 @@ from tada.data.attributes import GENRES, INSTRUMENTS, SAMPLE_RATE, Part, sample_
 from tada.data.captions import GENRE_WORDS, caption
 from tada.data.corpus import LABELS, make_corpus, read_labels, render_spec
 from tada.data.render import Renderer, render_vocals
+from tada import signal_checks
+from tada.errors import TadaError
 
 
 def test_same_seed_same_clip_across_renderers():
@@ -155,6 +157,58 @@ def test_mode_twin_changes_only_the_scale():
         assert [(v.word, v.start) for v in voice_a] == [(v.word, v.start) for v in voice_b]
         words = caption(spec).split(), caption(twin).split()
         assert len(words[0]) == len(words[1]) and sum(x != y for x, y in zip(*words)) <= 2  # mood word, key mode
+
+
+def test_gender_twin_changes_only_the_voice():
+    from tada.data.compose import compose, vocal_line
+    from tada.data.corpus import gender_twin
+
+    for seed in range(8):
+        for gender, style in (("female", "sung"), ("male", "rap")):
+            spec = replace(sample_spec(seed), vocals={"gender": gender, "style": style})
+            twin = gender_twin(spec)
+            assert twin.id == spec.id + "-gender" and twin.vocals == {"gender": "male" if gender == "female"
+                                                                      else "female", "style": style}
+            assert compose(spec) == compose(twin)  # the accompaniment, note for note
+            voice_a, voice_b = vocal_line(spec), vocal_line(twin)
+            assert [(v.word, v.start) for v in voice_a] == [(v.word, v.start) for v in voice_b]
+            if seed < 3:  # the voices themselves: the female one sounds higher (isolated voice's register)
+                female, male = (spec, twin) if gender == "female" else (twin, spec)
+                hz = [signal_checks.pitch_register(render_vocals(s), SAMPLE_RATE) for s in (female, male)]
+                assert hz[0] > 1.3 * hz[1], hz
+            words = caption(spec).split(), caption(twin).split()
+            changed = [(x, y) for x, y in zip(*words) if x != y]
+            assert len(words[0]) == len(words[1]) and 1 <= len(changed) <= 2  # the voice words only
+            assert any({x.strip(".,;"), y.strip(".,;")} & {"female", "male", "woman", "man"} for x, y in changed)
+    with pytest.raises(TadaError, match="no vocals"):
+        gender_twin(replace(sample_spec(0), vocals=None))
+
+
+def test_corpus_with_gender_twins(tmp_path):
+    from tada.data.corpus import twin_kind
+
+    out = tmp_path / "corpus"
+    seeds = [s for s in range(400, 440) if sample_spec(s).vocals][:1] + \
+        [s for s in range(400, 440) if not sample_spec(s).vocals][:1]
+    first = min(seeds)
+    n = max(seeds) - first + 1
+    assert n <= 6, "keep the test small"
+    report = make_corpus(n, first, out, workers=1, progress=False, mode_twins=True, gender_twins=True)
+    voiced = [s for s in range(first, first + n) if sample_spec(s).vocals]
+    assert report.clips == 2 * n + len(voiced)
+    records = read_labels(out)
+    kinds = [(r["seed"], twin_kind(r)) for r in records]
+    expected = [(s, k) for s in range(first, first + n)
+                for k in (None, "mode", *(["gender"] if s in voiced else []))]
+    assert kinds == expected  # each original, then its mode twin, then its gender twin
+    by_id = {r["id"]: r for r in records}
+    for twin in (r for r in records if twin_kind(r) == "gender"):
+        original = by_id[twin["twin_of"]]
+        assert twin["vocals"]["gender"] != original["vocals"]["gender"]
+        assert (twin["bpm"], twin["mode"], twin["instruments"]) == (original["bpm"], original["mode"],
+                                                                    original["instruments"])
+        a, b = sf.read(out / original["path"])[0], sf.read(out / twin["path"])[0]
+        assert a.shape == b.shape and not np.array_equal(a, b)
 
 
 def test_corpus_with_mode_twins(tmp_path):

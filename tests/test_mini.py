@@ -297,9 +297,10 @@ def test_short_captions_name_only_true_attributes(fake_corpus):
 
 @pytest.fixture(scope="module")
 def twin_corpus(fake_corpus, tmp_path_factory) -> Path:
-    """The fake corpus plus each clip's mode twin (a minor chord where the original has major)."""
+    """The fake corpus plus each clip's mode twin (a minor chord where the original has major)
+    and each vocal clip's gender twin (the chord a fourth lower)."""
     from tada.data.attributes import ClipSpec
-    from tada.data.corpus import label, mode_twin
+    from tada.data.corpus import gender_twin, label, mode_twin
 
     root = tmp_path_factory.mktemp("twins")
     (root / "audio").mkdir()
@@ -311,33 +312,52 @@ def twin_corpus(fake_corpus, tmp_path_factory) -> Path:
         (root / record["path"]).write_bytes((fake_corpus / record["path"]).read_bytes())
         sf.write(root / path, chord_wave((60 + record["seed"], 63 + record["seed"], 67 + record["seed"])), SR)
         lines += [line, json.dumps(label(twin, path, record["id"]))]
+        if record["vocals"]:
+            voiced = gender_twin(ClipSpec.from_json(record["spec"]))
+            path = f"audio/{voiced.id}.wav"
+            sf.write(root / path, chord_wave((55 + record["seed"], 59 + record["seed"], 62 + record["seed"])), SR)
+            lines.append(json.dumps(label(voiced, path, record["id"], "gender")))
     (root / "labels.jsonl").write_text("\n".join(reversed(lines)) + "\n")  # the stage sorts them
     return root
 
 
-def _twin_trainset(trained, twin_corpus, tmp_path, mode_twins: bool) -> Path:
+def _twin_trainset(trained, twin_corpus, tmp_path, mode_twins: bool, gender_twins: bool = False) -> Path:
     from tada.mini.train import read_config, trainset_stage
 
     run, config_path, _ = trained
     config = read_config(config_path)
-    config["trainset"] = {**config["trainset"], "mode_twins": mode_twins}
+    config["trainset"] = {**config["trainset"], "mode_twins": mode_twins, "gender_twins": gender_twins}
     tmp_path.mkdir(parents=True)
     (tmp_path / "autoencoder").symlink_to(run / "autoencoder")
     return trainset_stage(twin_corpus, config, tmp_path)
 
 
-def test_trainset_pairs_mode_twins_only_when_asked(trained, twin_corpus, tmp_path):
+def test_trainset_pairs_twins_only_when_asked(trained, twin_corpus, tmp_path):
+    from tada.data.corpus import label_order
     from tada.mini.data import TrainSet, caption_variants
 
     plain = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "plain", False))
-    assert plain.latents.shape[0] == 8 and (plain.twin == -1).all()
+    assert plain.latents.shape[0] == 8 and plain.pairs.shape == (0, 2)
     data = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "twins", True))
-    assert data.latents.shape[0] == 16 and data.info["mode_twin_pairs"] == 8
-    assert data.twin.tolist() == [r + 1 if r % 2 == 0 else r - 1 for r in range(16)]  # each twin after its clip
+    assert data.latents.shape[0] == 16 and data.info["mode_twin_pairs"] == 8 and data.info["gender_twin_pairs"] == 0
+    assert data.pairs.tolist() == [[r, r + 1] for r in range(0, 16, 2)]  # each twin right after its clip
     records = sorted((json.loads(line) for line in (twin_corpus / "labels.jsonl").read_text().splitlines()),
-                     key=lambda r: (r["seed"], "twin_of" in r))
+                     key=label_order)
     first, second = caption_variants(records[:2], 2)
     assert first[0] != second[0] and len(first[0].split()) == len(second[0].split())  # mood word only
+
+    voiced = [r for r in records if r.get("twin_kind") == "gender"]
+    both = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "both", True, True))
+    assert len(voiced) >= 2 and both.latents.shape[0] == 16 + len(voiced)
+    assert (both.info["mode_twin_pairs"], both.info["gender_twin_pairs"]) == (8, len(voiced))
+    ids = [r["id"] for r in records]
+    assert sorted(map(tuple, both.pairs.tolist())) == sorted(
+        (ids.index(r["twin_of"]), ids.index(r["id"])) for r in records if "twin_of" in r)
+    for r in voiced:  # a vocal clip has two twins: its mode twin, then its gender twin
+        original = ids.index(r["twin_of"])
+        assert ids.index(r["id"]) == original + 2 and r["vocals"]["gender"] != records[original]["vocals"]["gender"]
+    gender_only = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "voices", False, True))
+    assert gender_only.info["gender_twin_pairs"] == len(voiced) and gender_only.info["mode_twin_pairs"] == 0
 
 
 def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path):
@@ -349,7 +369,9 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     trainer = TransformerTrainer(trainset, config, 0, tmp_path / "out", progress=False)
     assert trainer.pairs_per_batch == 2 and 0 not in trainer.train_rows and 1 not in trainer.train_rows
     rows, share = trainer._batch_rows(torch.Generator().manual_seed(0))
-    assert share.tolist() == [0, 1, 2, 3, 2, 3] and (trainer.data.twin[rows[2:4]] == rows[4:]).all()
+    assert share.tolist() == [0, 1, 2, 3, 2, 3]
+    pairs = {tuple(p) for p in trainer.data.pairs.tolist()}
+    assert all((int(a), int(b)) in pairs for a, b in zip(rows[2:4], rows[4:]))
 
     seen = {}
 
@@ -378,7 +400,7 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     assert trainer._twin_contrast(Capture(), x0, dropped, share, torch.Generator().manual_seed(2)).item() == 0.0
     trainer.run(until_step=2)  # trains and checkpoints with pairs
     assert trainer.step == 2 and trainer.history[-1]["twin_contrast"] > 0
-    with pytest.raises(TadaError, match="needs mode twins"):
+    with pytest.raises(TadaError, match="needs twins"):
         TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain",
                            progress=False)
 

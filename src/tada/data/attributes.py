@@ -12,6 +12,10 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+#: how a twin clip differs from its original (``tada.data.corpus``); records without
+#: ``twin_kind`` are mode twins
+TWIN_KINDS = ("mode", "gender")
+
 CLIP_SECONDS = 5.0
 SAMPLE_RATE = 16000
 

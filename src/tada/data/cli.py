@@ -19,10 +19,13 @@ def make(
     soundfont: Optional[str] = typer.Option(None, help="General MIDI .sf2 (default: FluidR3_GM from Debian)."),
     mode_twins: bool = typer.Option(False, help="Also render each clip in the other mode (same notes by degree, "
                                                 "same tonic): major/minor pairs for tada-mini's training."),
+    gender_twins: bool = typer.Option(False, help="Also render each clip with vocals with the other gender's voice "
+                                                  "(same accompaniment, words and rhythm): female/male pairs."),
 ) -> None:
     """Render N labelled clips with FluidSynth and espeak-ng."""
     from .corpus import make_corpus
 
-    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont, mode_twins=mode_twins)
+    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont, mode_twins=mode_twins,
+                         gender_twins=gender_twins)
     typer.echo(f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
                f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)")

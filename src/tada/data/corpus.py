@@ -4,7 +4,10 @@ Clip ``i`` of a corpus made with ``seed=S`` has seed ``S + i`` and is fully dete
 by it, so disjoint seed ranges give disjoint training and held-out sets. With
 ``mode_twins`` every clip also gets its *mode twin* (``<id>-twin``): the same piece in the
 other mode of the same tonic (see :func:`mode_twin`), a pair whose only difference in sound
-is major vs minor and in caption the mood words. Workers write
+is major vs minor and in caption the mood words. With ``gender_twins`` every clip with
+vocals also gets its *gender twin* (``<id>-gender``, :func:`gender_twin`): the same piece
+sung or rapped by the other gender's voice. A twin's record names its original
+(``twin_of``) and, for a gender twin, ``"twin_kind": "gender"``. Workers write
 each WAV atomically; the parent appends its label line only after the WAV is in place.
 A killed run, started again, keeps every clip that has both and renders the rest.
 """
@@ -24,13 +27,15 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..errors import TadaError
-from .attributes import SAMPLE_RATE, ClipSpec, sample_spec
+from .attributes import SAMPLE_RATE, TWIN_KINDS, ClipSpec, sample_spec
 from .captions import caption
 from .render import Renderer, check_tools
 
 LABELS = "labels.jsonl"
 TWIN_SUFFIX = "-twin"
+GENDER_TWIN_SUFFIX = "-gender"
 OTHER_MODE = {"major": "minor", "minor": "major"}
+OTHER_GENDER = {"female": "male", "male": "female"}
 _renderer: Renderer | None = None
 
 
@@ -47,7 +52,25 @@ def mode_twin(spec: ClipSpec) -> ClipSpec:
     return replace(spec, id=spec.id + TWIN_SUFFIX, mode=OTHER_MODE[spec.mode])
 
 
-def label(spec: ClipSpec, path: str, twin_of: str | None = None) -> dict[str, Any]:
+def gender_twin(spec: ClipSpec) -> ClipSpec:
+    """The same clip with the other gender's voice: the accompaniment is note for note the same
+    (nothing else is drawn from the gender); the vocal line keeps its words and rhythm and is
+    sung or rapped by a voice of the other gender in that gender's register. Its captions keep
+    their template and differ only in the voice words (each gender's word lists are parallel)."""
+    if spec.vocals is None:
+        raise TadaError(f"{spec.id} has no vocals, so it has no gender twin")
+    vocals = {**spec.vocals, "gender": OTHER_GENDER[spec.vocals["gender"]]}
+    return replace(spec, id=spec.id + GENDER_TWIN_SUFFIX, vocals=vocals)
+
+
+def twin_kind(record: dict[str, Any]) -> str | None:
+    """``"mode"`` or ``"gender"`` for a twin's record, None for an original clip."""
+    if "twin_of" not in record:
+        return None
+    return record.get("twin_kind", "mode")
+
+
+def label(spec: ClipSpec, path: str, twin_of: str | None = None, kind: str = "mode") -> dict[str, Any]:
     """The labels.jsonl record of one clip (``spec`` keeps what re-rendering needs)."""
     record = {
         "id": spec.id, "path": path, "caption": caption(spec), "bpm": spec.bpm, "mode": spec.mode,
@@ -56,6 +79,8 @@ def label(spec: ClipSpec, path: str, twin_of: str | None = None) -> dict[str, An
     }
     if twin_of:
         record["twin_of"] = twin_of
+        if kind != "mode":  # mode twins predate the field: its absence means a mode twin
+            record["twin_kind"] = kind
     return record
 
 
@@ -72,18 +97,21 @@ def _init_worker(soundfont: str | None) -> None:
     _renderer = Renderer(soundfont)
 
 
-def _make_clip(job: tuple[int, bool, str]) -> dict[str, Any]:
-    seed, twin, out = job
+_TWIN_MAKERS = {"mode": mode_twin, "gender": gender_twin}
+
+
+def _make_clip(job: tuple[int, str | None, str]) -> dict[str, Any]:
+    seed, kind, out = job
     spec = sample_spec(seed, clip_id(seed))
     original = spec.id
-    if twin:
-        spec = mode_twin(spec)
+    if kind:
+        spec = _TWIN_MAKERS[kind](spec)
     relative = f"audio/{spec.id}.wav"
     target = Path(out) / relative
     tmp = target.with_name(target.name + ".tmp.wav")
     sf.write(tmp, render_spec(spec), SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, target)
-    return label(spec, relative, original if twin else None)
+    return label(spec, relative, original if kind else None, kind or "mode")
 
 
 def read_labels(out: str | Path) -> list[dict[str, Any]]:
@@ -120,28 +148,32 @@ def _write_labels(out: Path, records: list[dict[str, Any]]) -> None:
     os.replace(tmp, out / LABELS)
 
 
-def _jobs(todo: list[tuple[int, bool]], out: Path) -> Iterator[tuple[int, bool, str]]:
-    for seed, twin in todo:
-        yield seed, twin, str(out)
+def _jobs(todo: list[tuple[int, str | None]], out: Path) -> Iterator[tuple[int, str | None, str]]:
+    for seed, kind in todo:
+        yield seed, kind, str(out)
 
 
-def label_order(record: dict[str, Any]) -> tuple[int, bool]:
-    """Labels are kept sorted by seed, each mode twin right after its original."""
-    return record["seed"], "twin_of" in record
+def label_order(record: dict[str, Any]) -> tuple[int, int]:
+    """Labels are kept sorted by seed, each original followed by its mode twin, then its gender twin."""
+    kind = twin_kind(record)
+    return record["seed"], 0 if kind is None else 1 + TWIN_KINDS.index(kind)
 
 
 def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont: str | None = None,
-                progress: bool = True, mode_twins: bool = False) -> CorpusReport:
+                progress: bool = True, mode_twins: bool = False, gender_twins: bool = False) -> CorpusReport:
     """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done),
-    with ``mode_twins`` also each clip's :func:`mode_twin`. Twins rendered by an earlier run
-    are kept either way."""
+    with ``mode_twins`` also each clip's :func:`mode_twin`, with ``gender_twins`` each vocal
+    clip's :func:`gender_twin`. Twins rendered by an earlier run are kept either way."""
     if n < 1:
         raise TadaError("the corpus needs at least one clip (--n)")
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
-    wanted = {clip_id(s): (s, False) for s in range(seed, seed + n)}
+    wanted: dict[str, tuple[int, str | None]] = {clip_id(s): (s, None) for s in range(seed, seed + n)}
     if mode_twins:
-        wanted.update({clip_id(s) + TWIN_SUFFIX: (s, True) for s in range(seed, seed + n)})
+        wanted.update({clip_id(s) + TWIN_SUFFIX: (s, "mode") for s in range(seed, seed + n)})
+    if gender_twins:  # drawing a spec costs microseconds; only clips with vocals have a gender twin
+        wanted.update({clip_id(s) + GENDER_TWIN_SUFFIX: (s, "gender") for s in range(seed, seed + n)
+                       if sample_spec(s).vocals is not None})
     done = [r for r in read_labels(out) if r["id"] in wanted or r.get("twin_of") in wanted]
     done_ids = {r["id"] for r in done}
     _write_labels(out, done)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..data.attributes import TWIN_KINDS
 from ..errors import TadaError
 from ..training.files import read_stamp, save_stamped
 
@@ -108,9 +109,10 @@ def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu
 
 
 def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[list[str]],
-                   info: dict[str, Any], twins: list[tuple[int, int]] = ()) -> Path:
+                   info: dict[str, Any], twins: list[tuple[int, int]] = (), kinds: list[str] = ()) -> Path:
     """The transformer stage's whole input: latents, caption token ids, the cut-down encoder,
-    and which clips are mode twins of each other (row pairs)."""
+    and which clips are twins of each other (row pairs, original first; a clip may have a
+    mode twin and a gender twin) and each pair's kind (``TWIN_KINDS``; mode when not given)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     per_clip = len(captions[0])
@@ -118,10 +120,13 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
     ids = prune_text_encoder(flat, directory / TEXT_DIR)
     lengths = torch.tensor([len(row) for row in ids], dtype=torch.int32)
     tokens = torch.tensor([t for row in ids for t in row], dtype=torch.int32)
-    twin = torch.full((latents.shape[0],), -1, dtype=torch.int32)
-    for a, b in twins:
-        twin[a], twin[b] = b, a
-    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths, "twin": twin},
+    pairs = torch.tensor(list(twins), dtype=torch.int32).reshape(-1, 2)
+    kinds = list(kinds) or ["mode"] * len(pairs)
+    if len(kinds) != len(pairs):
+        raise TadaError(f"{len(pairs)} twin pairs but {len(kinds)} kinds")
+    pair_kinds = torch.tensor([TWIN_KINDS.index(k) for k in kinds], dtype=torch.int32)
+    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths,
+                                       "twin_pairs": pairs, "twin_kinds": pair_kinds},
                  metadata={"captions_per_clip": str(per_clip)})
     (directory / TRAINSET_INFO).write_text(json.dumps({**info, "clips": int(latents.shape[0]),
                                                         "captions_per_clip": per_clip}, indent=1))
@@ -130,7 +135,8 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
 
 class TrainSet:
     """A training set read back: latents ``(clips, C, T)`` float32, each caption's token ids,
-    and ``twin``: each clip's mode-twin row, or -1."""
+    ``pairs``: ``(P, 2)`` rows of twin clips, original first (none: ``(0, 2)``), and
+    ``pair_kinds``: each pair's index in ``TWIN_KINDS`` (0 mode, 1 gender)."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
@@ -141,7 +147,16 @@ class TrainSet:
         self.info = json.loads((directory / TRAINSET_INFO).read_text())
         tensors = load_file(str(directory / LATENTS))
         self.latents = tensors["latents"].float()
-        self.twin = tensors["twin"].long() if "twin" in tensors else torch.full((len(self.latents),), -1)
+        if "twin_pairs" in tensors:
+            self.pairs = tensors["twin_pairs"].long().reshape(-1, 2)
+        elif "twin" in tensors:  # training sets written before gender twins: each clip's one twin row, or -1
+            twin = tensors["twin"].long()
+            firsts = torch.nonzero(twin > torch.arange(len(twin))).flatten()
+            self.pairs = torch.stack([firsts, twin[firsts]], dim=1).reshape(-1, 2)
+        else:
+            self.pairs = torch.zeros(0, 2, dtype=torch.long)
+        self.pair_kinds = (tensors["twin_kinds"].long() if "twin_kinds" in tensors
+                           else torch.zeros(len(self.pairs), dtype=torch.long))
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), tensors["lengths"].long().cumsum(0)])
         tokens = tensors["tokens"].long()
         self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]

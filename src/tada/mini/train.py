@@ -29,7 +29,7 @@ from . import train_autoencoder, train_transformer
 STAGES = ("autoencoder", "trainset", "transformer", "export")
 TOP_KEYS = ("seed", "autoencoder", "trainset", "transformer")
 TRAINSET_KEYS = ("captions_per_clip",)
-TRAINSET_OPTIONAL = ("short_captions_per_clip", "mode_twins")  # default 0 / false
+TRAINSET_OPTIONAL = ("short_captions_per_clip", "mode_twins", "gender_twins")  # default 0 / false / false
 PROVENANCE = "training.json"
 # {"from": DIR} instead of training settings: take a trained autoencoder (a tada-mini model's
 # ``autoencoder`` folder) as it is; a fine-tune must, to stay in its base model's latent space
@@ -52,11 +52,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def _records(corpus: str | Path, mode_twins: bool = False) -> list[dict[str, Any]]:
-    """The corpus's labelled clips by seed, each mode twin (kept only with ``mode_twins``) after its original."""
-    from ..data.corpus import label_order, read_labels
+def _records(corpus: str | Path, mode_twins: bool = False, gender_twins: bool = False) -> list[dict[str, Any]]:
+    """The corpus's labelled clips by seed, each followed by its twins of the kinds asked for
+    (mode twins with ``mode_twins``, gender twins with ``gender_twins``)."""
+    from ..data.corpus import label_order, read_labels, twin_kind
 
-    records = [r for r in read_labels(corpus) if mode_twins or "twin_of" not in r]
+    kept = {None, *(["mode"] if mode_twins else []), *(["gender"] if gender_twins else [])}
+    records = [r for r in read_labels(corpus) if twin_kind(r) in kept]
     if not records:
         raise TadaError(f"{corpus} has no labelled clips (make one with `tada data make`)")
     if any("spec" not in r for r in records):
@@ -115,8 +117,8 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     model_dir = out / "autoencoder" / "model"
     if not model_dir.is_dir():
         raise TadaError(f"no trained autoencoder in {model_dir}: run the autoencoder stage first")
-    twins = bool(config["trainset"].get("mode_twins", False))
-    records = _records(corpus, twins)
+    records = _records(corpus, bool(config["trainset"].get("mode_twins", False)),
+                       bool(config["trainset"].get("gender_twins", False)))
     autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
     mels = corpus_mels(corpus, records, out / "cache", progress)
     batches = tqdm(range(0, len(mels), 32), desc="clip latents", unit="batch", disable=not progress)
@@ -126,10 +128,14 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     captions = caption_variants(records, config["trainset"]["captions_per_clip"],
                                 config["trainset"].get("short_captions_per_clip", 0))
     row = {r["id"]: i for i, r in enumerate(records)}
-    pairs = [(i, row[r["twin_of"]]) for i, r in enumerate(records) if r.get("twin_of") in row]
+    from ..data.corpus import twin_kind
+
+    pairs = [(row[r["twin_of"]], i) for i, r in enumerate(records) if r.get("twin_of") in row]
+    kinds = [twin_kind(records[i]) for _, i in pairs]
     info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
-            "latent_std": float(latents.std()), "mode_twin_pairs": len(pairs)}
-    return write_trainset(target, latents, captions, info, pairs)
+            "latent_std": float(latents.std()), "mode_twin_pairs": kinds.count("mode"),
+            "gender_twin_pairs": kinds.count("gender")}
+    return write_trainset(target, latents, captions, info, pairs, kinds)
 
 
 def transformer_stage(config: dict[str, Any], out: Path, device: str = "cpu", time_limit: float | None = None,

@@ -11,13 +11,15 @@ batch is a random shorter window, so clips shorter than the corpus's 5 s work to
 exponential moving average of the weights is what gets exported. With ``init_from`` (a
 transformer directory an earlier run exported) the run starts from those weights, a
 fine-tune with its own steps and learning rate. With ``paired_share`` that share of each
-batch is mode-twin pairs (the same piece in major and in minor, captions differing only in
-the mood word; see :func:`tada.data.corpus.mode_twin`), each pair sharing its noise, noise
-level, caption wording and caption dropout. With ``twin_contrast`` (a weight) each pair
+batch is twin pairs, each pair sharing its noise, noise level, caption wording and caption
+dropout: mode twins (the same piece in major and in minor, captions differing only in the
+mood word; see :func:`tada.data.corpus.mode_twin`) and gender twins (the same piece with a
+female and with a male voice, captions differing only in the voice words;
+:func:`tada.data.corpus.gender_twin`), drawn uniformly from every pair the training set has. With ``twin_contrast`` (a weight) each pair
 also goes through the model once more from one shared input, the noised midpoint of the
 two twins, under each twin's caption; the difference of the two predicted velocities is
 pulled towards the twins' velocity difference. The input then cannot tell which twin it
-is, so only the caption (the mood word) can make the two predictions differ: the
+is, so only the caption (the mood or voice word) can make the two predictions differ: the
 gradient goes to the text path alone, which plain pairs leave to the noisy input.
 
 Run standalone (``python -m tada.mini.train_transformer --trainset DIR --config F --out DIR``)
@@ -43,7 +45,7 @@ from .transformer import TadaMiniTransformer
 KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
         "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
 # init_from: a from_pretrained transformer directory to start from (a fine-tune);
-# paired_share: share of each batch drawn as mode-twin pairs (default 0; needs a trainset with twins);
+# paired_share: share of each batch drawn as twin pairs (default 0; needs a trainset with twins);
 # twin_contrast: weight of the pairs' midpoint contrast loss (default 0)
 OPTIONAL = ("init_from", "paired_share", "twin_contrast")
 
@@ -90,14 +92,16 @@ class TransformerTrainer(TrainingLoop):
             raise TadaError(f"{clips} clips are too few for {n_val} held-out clips "
                             f"and batches of {config['batch_size']}")
         self.val_rows = torch.arange(n_val)
-        twin = self.data.twin
-        leaks = (twin >= 0) & (twin < n_val)  # a held-out clip's twin is held out too
+        pairs = self.data.pairs
+        held = pairs.min(dim=1).values < n_val  # a held-out clip's twins are held out too
+        leaks = torch.zeros(clips, dtype=torch.bool)
+        leaks[pairs[held].flatten()] = True
         self.train_rows = torch.tensor([r for r in range(n_val, clips) if not leaks[r]], dtype=torch.long)
-        self.pair_rows = self.train_rows[twin[self.train_rows] > self.train_rows]  # the first clip of each pair
+        self.train_pairs = pairs[~held]  # (P, 2): original, twin
         self.pairs_per_batch = round(config.get("paired_share", 0.0) * config["batch_size"] / 2)
-        if self.pairs_per_batch and not len(self.pair_rows):
-            raise TadaError("paired_share needs mode twins in the training set (trainset: mode_twins, "
-                            "corpus: `tada data make --mode-twins`)")
+        if self.pairs_per_batch and not len(self.train_pairs):
+            raise TadaError("paired_share needs twins in the training set (trainset: mode_twins or gender_twins, "
+                            "corpus: `tada data make --mode-twins --gender-twins`)")
         if not 0 <= 2 * self.pairs_per_batch <= config["batch_size"]:
             raise TadaError(f"paired_share must be between 0 and 1, not {config.get('paired_share')}")
         torch.manual_seed(seed)
@@ -145,9 +149,9 @@ class TransformerTrainer(TrainingLoop):
         rows = self.train_rows[torch.randint(len(self.train_rows), (singles,), generator=generator)]
         if not pairs:  # no draw at all, so runs without pairs repeat the batches of earlier versions
             return rows, torch.arange(singles)
-        firsts = self.pair_rows[torch.randint(len(self.pair_rows), (pairs,), generator=generator)]
+        drawn = self.train_pairs[torch.randint(len(self.train_pairs), (pairs,), generator=generator)]
         share = torch.cat([torch.arange(singles + pairs), torch.arange(singles, singles + pairs)])
-        return torch.cat([rows, firsts, self.data.twin[firsts]]), share
+        return torch.cat([rows, drawn[:, 0], drawn[:, 1]]), share
 
     def _twin_contrast(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor, share: torch.Tensor,
                        generator: torch.Generator) -> torch.Tensor:
