@@ -433,11 +433,52 @@ def test_paired_fine_tune_exports_with_its_base_run(trained, twin_corpus, tmp_pa
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)  # the base's, as is
 
 
+def test_decoder_fine_tune_keeps_encoder_latents_and_transformer(trained, fake_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from tada.mini.train import PROVENANCE, read_config, train
+
+    run, config_path, model = trained
+    config = read_config(config_path)
+    decoder = {k: v for k, v in config["autoencoder"].items() if k not in ("model", "kl_weight")}
+    config["autoencoder"] = {"from": str(model / "autoencoder"), "decoder": {**decoder, "steps": 3}}
+    config["transformer"] = {"from": str(model / "transformer")}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tuned = train(fake_corpus, tmp_path / "config.json", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "trainset").exists()  # the transformer is taken as it is: nothing to encode
+
+    def weights(folder, part):
+        return load_file(str(folder / part / "diffusion_pytorch_model.safetensors"))
+
+    mine, base = weights(tuned, "autoencoder"), weights(model, "autoencoder")
+    assert mine.keys() == base.keys()
+    encoder = [k for k in mine if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(mine[k], base[k]) for k in encoder)  # the latent space, bitwise
+    assert any(not torch.equal(mine[k], base[k]) for k in mine if k.startswith("decoder."))
+    a, b = (json.loads((m / "autoencoder" / "config.json").read_text()) for m in (tuned, model))
+    assert (a["scaling_factor"], a["mel_mean"], a["mel_std"]) == (b["scaling_factor"], b["mel_mean"], b["mel_std"])
+    mine, base = weights(tuned, "transformer"), weights(model, "transformer")
+    assert mine.keys() == base.keys() and all(torch.equal(mine[k], base[k]) for k in mine)
+    provenance = json.loads((tuned / PROVENANCE).read_text())
+    assert provenance["autoencoder"]["decoder"]["steps"] == 3 and provenance["autoencoder"]["steps"] == 4
+    assert provenance["transformer"] == {"from": str(model / "transformer")}
+    assert provenance["init_from"] == json.loads((model / PROVENANCE).read_text())
+    # a transformer taken as it is cannot sit on a newly trained autoencoder, nor a decoder config be incomplete
+    (tmp_path / "bad.json").write_text(json.dumps({**config, "autoencoder": read_config(config_path)["autoencoder"]}))
+    with pytest.raises(TadaError, match="must keep its base model's latents"):
+        read_config(tmp_path / "bad.json")
+    config["autoencoder"]["decoder"].pop("lr")
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    with pytest.raises(TadaError, match=r"autoencoder.decoder.*missing keys \['lr'\]"):
+        read_config(tmp_path / "bad.json")
+
+
 @pytest.mark.parametrize("path", sorted(str(p) for p in Path("configs").glob("mini*.json")))
 def test_committed_training_configs_read(path):
     from tada.mini.train import read_config
 
-    assert read_config(path)["transformer"]["steps"] > 0
+    transformer = read_config(path)["transformer"]
+    assert transformer.get("steps", 0) > 0 or Path(transformer["from"]).is_dir()
 
 
 # -- pipeline, adapter and CLI ----------------------------------------------------------------

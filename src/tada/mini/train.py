@@ -9,6 +9,11 @@ Four stages, each resumable and skipped once done, in ``out``:
 
 Stage 3 is the long one; it also runs alone on a GPU machine from the training set
 (``python -m tada.mini.train_transformer``), and its output comes back to stage 4 here.
+
+Either model can instead be taken from an earlier run: ``"autoencoder": {"from": DIR}``
+(optionally with ``"decoder": {...}``, a decoder-only fine-tune of it, see
+:mod:`tada.mini.train_autoencoder`) and ``"transformer": {"from": DIR}``, which skips
+stages 2 and 3 (it needs its autoencoder "from" too: the latents it was trained on).
 """
 
 from __future__ import annotations
@@ -34,22 +39,36 @@ PROVENANCE = "training.json"
 # {"from": DIR} instead of training settings: take a trained autoencoder (a tada-mini model's
 # ``autoencoder`` folder) as it is; a fine-tune must, to stay in its base model's latent space
 AE_FROM = "from"
+DECODER = "decoder"  # inside a "from" autoencoder: fine-tune its decoder alone with these settings
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     config = read_json(path)
     check_keys(config, TOP_KEYS, str(path))
     if AE_FROM in config["autoencoder"]:
-        check_keys(config["autoencoder"], (AE_FROM,), f"{path} [autoencoder]")
+        check_keys(config["autoencoder"], (AE_FROM,), f"{path} [autoencoder]", (DECODER,))
+        if DECODER in config["autoencoder"]:
+            check_keys(config["autoencoder"][DECODER], train_autoencoder.DECODER_KEYS,
+                       f"{path} [autoencoder.decoder]", OPTIONAL_KEYS)
     else:
         check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
     check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]", TRAINSET_OPTIONAL)
-    check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]",
-               OPTIONAL_KEYS + train_transformer.OPTIONAL)
-    if config["transformer"].get("init_from") and AE_FROM not in config["autoencoder"]:
-        raise TadaError(f"{path}: a fine-tune (transformer init_from) must keep its base model's latents: set "
-                        '"autoencoder" to {"from": "<base model>/autoencoder"}')
+    if AE_FROM in config["transformer"]:
+        check_keys(config["transformer"], (AE_FROM,), f"{path} [transformer]")
+    else:
+        check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]",
+                   OPTIONAL_KEYS + train_transformer.OPTIONAL)
+    reused = config["transformer"].get("init_from") or config["transformer"].get(AE_FROM)
+    if reused and AE_FROM not in config["autoencoder"]:
+        raise TadaError(f"{path}: a transformer trained before (init_from or from) must keep its base model's "
+                        'latents: set "autoencoder" to {"from": "<base model>/autoencoder"}')
     return config
+
+
+def _transformer_from(config: dict[str, Any]) -> Path | None:
+    """The transformer taken as it is from an earlier run, or None when this run trains one."""
+    source = config["transformer"].get(AE_FROM)
+    return Path(source) if source else None
 
 
 def _records(corpus: str | Path, mode_twins: bool = False, gender_twins: bool = False) -> list[dict[str, Any]]:
@@ -71,28 +90,37 @@ def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, dev
     """Train the autoencoder (or copy the one the config names); whether the stage is done."""
     from .data import corpus_mels
 
-    if AE_FROM in config["autoencoder"]:
-        _copy_autoencoder(Path(config["autoencoder"][AE_FROM]), out / "autoencoder" / "model")
+    section = config["autoencoder"]
+    if AE_FROM in section and DECODER not in section:
+        _copy_autoencoder(Path(section[AE_FROM]), out / "autoencoder" / "model")
         return True
-    records = _records(corpus)
+    base = _base_autoencoder(Path(section[AE_FROM])) if AE_FROM in section else None
+    records = _records(corpus, bool(config["trainset"].get("mode_twins", False)),
+                       bool(config["trainset"].get("gender_twins", False))) if base is not None else _records(corpus)
     mels = corpus_mels(corpus, records, out / "cache", progress)
-    trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records], config["autoencoder"],
+    trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records],
+                                                   section[DECODER] if base is not None else section,
                                                    config["seed"], out / "autoencoder", device=device,
-                                                   progress=progress)
+                                                   progress=progress, base=base)
     trainer.resume()
     if not (trainer.done and (out / "autoencoder" / "model").is_dir()):
         trainer.run(time_limit=time_limit)
     return trainer.done
 
 
-def _copy_autoencoder(source: Path, target: Path) -> None:
+def _base_autoencoder(source: Path):
+    """The autoencoder a config takes "from", loaded (or refused in one line)."""
     from .autoencoder import MelAutoencoder
 
-    if target.is_dir():
-        return
     if not (source / "config.json").is_file():
         raise TadaError(f"autoencoder 'from' {source} is not a tada-mini autoencoder folder (no config.json)")
-    MelAutoencoder.from_pretrained(source)  # loads, or fails here rather than in a later stage
+    return MelAutoencoder.from_pretrained(source)
+
+
+def _copy_autoencoder(source: Path, target: Path) -> None:
+    if target.is_dir():
+        return
+    _base_autoencoder(source)  # loads, or fails here rather than in a later stage
     shutil.copytree(source, target)
 
 
@@ -100,11 +128,17 @@ def _autoencoder_provenance(config: dict[str, Any], out: Path) -> dict[str, Any]
     """Steps and last evaluation of the autoencoder trained here, or where a copied one came from
     (with its own run's record when the folder it came from is an exported model's)."""
     source = config["autoencoder"].get(AE_FROM)
-    if source is None:
+    trained = None
+    if source is None or DECODER in config["autoencoder"]:
         state = json.loads((out / "autoencoder" / "checkpoint" / "state.json").read_text())
-        return {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}
+        trained = {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}
+    if source is None:
+        return trained
     base = Path(source).parent / PROVENANCE
-    return {AE_FROM: str(source), **(json.loads(base.read_text())["autoencoder"] if base.is_file() else {})}
+    record = {AE_FROM: str(source), **(json.loads(base.read_text())["autoencoder"] if base.is_file() else {})}
+    if trained:  # the base's record, and the decoder fine-tune done here
+        record = {**record, DECODER: trained}
+    return record
 
 
 def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progress: bool = True) -> Path:
@@ -112,8 +146,8 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     from .data import TRAINSET_INFO, caption_variants, corpus_mels, write_trainset
 
     target = out / "trainset"
-    if (target / TRAINSET_INFO).is_file():
-        return target
+    if (target / TRAINSET_INFO).is_file() or _transformer_from(config):
+        return target  # done, or not needed: the transformer is taken as it is
     model_dir = out / "autoencoder" / "model"
     if not model_dir.is_dir():
         raise TadaError(f"no trained autoencoder in {model_dir}: run the autoencoder stage first")
@@ -139,13 +173,16 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
 
 
 def transformer_stage(config: dict[str, Any], out: Path, device: str = "cpu", time_limit: float | None = None,
-                      until_step: int | None = None, progress: bool = True):
+                      until_step: int | None = None, progress: bool = True) -> bool:
+    """Train the transformer (nothing to do when the config takes one "from" a run); whether it is done."""
+    if _transformer_from(config):
+        return True
     trainer = train_transformer.TransformerTrainer(out / "trainset", config["transformer"], config["seed"],
                                                    out / "transformer", device=device, progress=progress)
     trainer.resume()
     if not (trainer.done and (out / "transformer" / "transformer").is_dir()):
         trainer.run(until_step=until_step, time_limit=time_limit)
-    return trainer
+    return trainer.done
 
 
 def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) -> Path:
@@ -153,7 +190,8 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
     from .pipeline import TadaMiniPipeline, default_scheduler
     from .transformer import TadaMiniTransformer
 
-    transformer_dir, autoencoder_dir = out / "transformer" / "transformer", out / "autoencoder" / "model"
+    transformer_dir = _transformer_from(config) or out / "transformer" / "transformer"
+    autoencoder_dir = out / "autoencoder" / "model"
     for needed in (transformer_dir, autoencoder_dir):
         if not needed.is_dir():
             raise TadaError(f"{needed} is missing: finish the earlier stages first")
@@ -161,13 +199,16 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
                             MelAutoencoder.from_pretrained(autoencoder_dir), default_scheduler())
     target = target or out / "model"
     pipe.save_pretrained(target)
-    state = json.loads((out / "transformer" / "checkpoint" / "state.json").read_text())
-    trainset = json.loads((out / "trainset" / "trainset.json").read_text())
-    provenance = {"config": config, "trainset": trainset,
-                  "autoencoder": _autoencoder_provenance(config, out),
-                  "transformer": {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}}
-    base = config["transformer"].get("init_from")
-    if base and (Path(base).parent / PROVENANCE).is_file():  # a fine-tune: keep the run it started from
+    provenance = {"config": config, "autoencoder": _autoencoder_provenance(config, out)}
+    if _transformer_from(config):
+        provenance["transformer"] = {AE_FROM: str(transformer_dir)}
+        base = str(transformer_dir)
+    else:
+        state = json.loads((out / "transformer" / "checkpoint" / "state.json").read_text())
+        provenance["trainset"] = json.loads((out / "trainset" / "trainset.json").read_text())
+        provenance["transformer"] = {"steps": state["step"], "final_eval": (state["evals"] or [None])[-1]}
+        base = config["transformer"].get("init_from")
+    if base and (Path(base).parent / PROVENANCE).is_file():  # keep the record of the run it came from
         provenance["init_from"] = json.loads((Path(base).parent / PROVENANCE).read_text())
     (target / PROVENANCE).write_text(json.dumps(provenance, indent=1) + "\n")
     return target
@@ -190,7 +231,7 @@ def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: 
     if "trainset" in stages:
         trainset_stage(corpus, config, out, progress)
     if "transformer" in stages:
-        if not transformer_stage(config, out, device, time_limit, until_step, progress).done:
+        if not transformer_stage(config, out, device, time_limit, until_step, progress):
             return None
     if "export" in stages:
         return export_stage(config, out)

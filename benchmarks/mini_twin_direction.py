@@ -1,17 +1,19 @@
-"""Does tada-mini's mood word move its prediction towards the other mode? A direct read of mood learning.
+"""Does a caption's mood (or voice) word move tada-mini towards the other twin? A direct read of what the text path learnt.
 
-Takes mode-twin pairs from a training set built with ``trainset.mode_twins`` (the same
-piece in major and in minor, captions differing only in the mood word; see
-``tada data make --mode-twins``). For each pair (a, b) and noise level sigma, the input
-is the pair's midpoint, noised: ``x_t = (1 - sigma) (a + b) / 2 + sigma * noise``, so the
-input alone does not say which twin it is. The model predicts the clean latent once with
-a's caption and once with b's; ``d_text`` is the difference of the two predictions and
-``d_true = a - b``. Printed per sigma: the mean cosine of d_text and d_true, and the mean
-regression coefficient ``<d_text, d_true> / |d_true|^2`` (1 would mean the caption alone
-turns the prediction fully into the right twin; 0, the caption is ignored). No decoding;
-only the pairs' captions are encoded: about 20 s on 2 cores for 50 pairs.
+Takes twin pairs from a training set: mode twins (``trainset.mode_twins``: the same piece
+in major and in minor, captions differing only in the mood word; ``tada data make
+--mode-twins``) or gender twins (``trainset.gender_twins``: the same piece with a female
+and with a male voice, captions differing only in the voice words; ``--gender-twins``).
+For each pair (a, b) and noise level sigma, the input is the pair's midpoint, noised:
+``x_t = (1 - sigma) (a + b) / 2 + sigma * noise``, so the input alone does not say which
+twin it is. The model predicts the clean latent once with a's caption and once with b's;
+``d_text`` is the difference of the two predictions and ``d_true = a - b``. Printed per
+sigma: the mean cosine of d_text and d_true, and the mean regression coefficient
+``<d_text, d_true> / |d_true|^2`` (1 would mean the caption alone turns the prediction
+fully into the right twin; 0, the caption is ignored). No decoding; only the pairs'
+captions are encoded: about 20 s on 2 cores for 50 pairs.
 
-    python benchmarks/mini_mood_direction.py --trainset out/mini-twins/trainset [--model tada-mini:DIR]
+    python benchmarks/mini_twin_direction.py --trainset out/mini-twins/trainset [--kind gender] [--model tada-mini:DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import torch
 
 from tada.adapters import load_model
+from tada.data.attributes import TWIN_KINDS
 from tada.mini.data import TrainSet
 
 SIGMAS = (0.3, 0.5, 0.7, 0.85, 0.95)
@@ -28,15 +31,17 @@ SIGMAS = (0.3, 0.5, 0.7, 0.85, 0.95)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trainset", required=True, help="a tada-mini training set with mode twins")
+    parser.add_argument("--trainset", required=True, help="a tada-mini training set with twins")
+    parser.add_argument("--kind", choices=TWIN_KINDS, default="mode", help="which twins: mode or gender")
     parser.add_argument("--model", default="tada-mini")
     parser.add_argument("--transformer", default=None, help="use this transformer directory instead (a checkpoint)")
-    parser.add_argument("--pairs", type=int, default=200, help="the first N pairs (the first 50 are held out)")
+    parser.add_argument("--pairs", type=int, default=200,
+                        help="the first N pairs of that kind (those among the first val_clips rows are held out)")
     args = parser.parse_args()
     data = TrainSet(args.trainset)
-    firsts, seconds = data.pairs[data.pair_kinds == 0][: args.pairs].T  # mode twins only
+    firsts, seconds = data.pairs[data.pair_kinds == TWIN_KINDS.index(args.kind)][: args.pairs].T
     if not len(firsts):
-        raise SystemExit(f"{args.trainset} has no mode twins (build it with trainset.mode_twins)")
+        raise SystemExit(f"{args.trainset} has no {args.kind} twins (build it with trainset.{args.kind}_twins)")
     transformer = load_model(args.model).denoiser
     if args.transformer:
         from tada.mini.transformer import TadaMiniTransformer
