@@ -31,9 +31,12 @@ def test_bundled_weights_are_a_finished_run_within_budget(mini):
     provenance = json.loads((WEIGHTS_DIR / PROVENANCE).read_text())
     config = provenance["config"]
     assert provenance["transformer"]["steps"] == config["transformer"]["steps"]
-    # a fine-tune keeps its base run's autoencoder (config {"from": ...}): that run's training counts
-    trained_autoencoder = provenance["init_from"]["config"] if "from" in config["autoencoder"] else config
-    assert provenance["autoencoder"]["steps"] == trained_autoencoder["autoencoder"]["steps"]
+    # a fine-tune keeps its base run's autoencoder (config {"from": ...}), a fine-tune of a fine-tune its
+    # base's base's: the run at the end of the init_from chain trained it, and its steps count
+    run = provenance
+    while "from" in run["config"]["autoencoder"]:
+        run = run["init_from"]
+    assert provenance["autoencoder"]["steps"] == run["config"]["autoencoder"]["steps"] == run["autoencoder"]["steps"]
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*") if p.is_file())
     assert size <= 60e6, size
     assert mini.family == "tada-mini" and len([s for s in mini.sites.values() if s.kind == "xattn"]) == 8
