@@ -85,6 +85,12 @@ def _records(corpus: str | Path, mode_twins: bool = False, gender_twins: bool = 
     return sorted(records, key=label_order)
 
 
+def _trainset_records(corpus: str | Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clips the config's training set holds: originals and the twins it asks for."""
+    section = config["trainset"]
+    return _records(corpus, bool(section.get("mode_twins", False)), bool(section.get("gender_twins", False)))
+
+
 def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
                       time_limit: float | None = None, progress: bool = True) -> bool:
     """Train the autoencoder (or copy the one the config names); whether the stage is done."""
@@ -95,8 +101,9 @@ def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, dev
         _copy_autoencoder(Path(section[AE_FROM]), out / "autoencoder" / "model")
         return True
     base = _base_autoencoder(Path(section[AE_FROM])) if AE_FROM in section else None
-    records = _records(corpus, bool(config["trainset"].get("mode_twins", False)),
-                       bool(config["trainset"].get("gender_twins", False))) if base is not None else _records(corpus)
+    # a new autoencoder learns from the original clips; a decoder fine-tune from the clips the
+    # training set holds (twins too), the audio generation is asked to decode
+    records = _trainset_records(corpus, config) if base is not None else _records(corpus)
     mels = corpus_mels(corpus, records, out / "cache", progress)
     trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records],
                                                    section[DECODER] if base is not None else section,
@@ -151,8 +158,7 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     model_dir = out / "autoencoder" / "model"
     if not model_dir.is_dir():
         raise TadaError(f"no trained autoencoder in {model_dir}: run the autoencoder stage first")
-    records = _records(corpus, bool(config["trainset"].get("mode_twins", False)),
-                       bool(config["trainset"].get("gender_twins", False)))
+    records = _trainset_records(corpus, config)
     autoencoder = MelAutoencoder.from_pretrained(model_dir).eval()
     mels = corpus_mels(corpus, records, out / "cache", progress)
     batches = tqdm(range(0, len(mels), 32), desc="clip latents", unit="batch", disable=not progress)
