@@ -166,9 +166,8 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
         # the check reads the pitch register (it follows the voice over a shared accompaniment,
         # see signal_checks); the median pYIN F0 is kept beside it, for reference
         f0 = {}
-        estimators = {"register": signal_checks.pitch_register, "median_f0": signal_checks.median_f0}
-        if args.skip_pyin:
-            del estimators["median_f0"]
+        estimators = {"register": signal_checks.pitch_register,
+                      **({} if args.skip_pyin else {"median_f0": signal_checks.median_f0})}
         for name, measure in estimators.items():
             ff, fm = _per_clip(measure, clips["vocal_gender"], sr)
             f0[name] = {"higher_pairs": _higher(ff, fm),

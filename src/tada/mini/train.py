@@ -76,7 +76,7 @@ def _records(corpus: str | Path, mode_twins: bool = False, gender_twins: bool = 
     (mode twins with ``mode_twins``, gender twins with ``gender_twins``)."""
     from ..data.corpus import label_order, read_labels, twin_kind
 
-    kept = {None, *(["mode"] if mode_twins else []), *(["gender"] if gender_twins else [])}
+    kept = {None} | {kind for kind, wanted in (("mode", mode_twins), ("gender", gender_twins)) if wanted}
     records = [r for r in read_labels(corpus) if twin_kind(r) in kept]
     if not records:
         raise TadaError(f"{corpus} has no labelled clips (make one with `tada data make`)")
