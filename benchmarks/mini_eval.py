@@ -24,11 +24,16 @@ positive and the negative version.
     python benchmarks/mini_eval.py --model tada-mini --out out/mini-eval [--prompts 10 --seeds 3]
 
 Writes ``report.json`` and ``caa.png`` to --out and exits 0 only if every target is met.
+Each concept's CAA result is also kept in ``<out>/caa/<concept>.json`` with the settings
+that produced it (alphas, schedule, prompts, seeds, a checksum of the unsteered clips): a
+rerun with the same settings takes it from there, so a killed sweep resumes at the
+concept it was on.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -249,7 +254,22 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         return float(scorer.similarity(list(clips), model.sample_rate, text)[:, 0].mean())
 
     results, ok = {}, True
+    settings = {"model": args.model, "scorer": args.scorer, "alphas": ks, "schedule": args.schedule,
+                "renorm": args.renorm, "prompts": bases, "seeds_per_prompt": args.caa_seeds,
+                "caa_pairs": args.caa_pairs, "guidance": args.guidance, "unit_norm": unit,
+                # the unsteered clips themselves: other weights or another scheduler never match
+                "plain_sha256": hashlib.sha256(np.ascontiguousarray(plain).tobytes()).hexdigest()}
+    done_dir = args.out / "caa"
+    done_dir.mkdir(parents=True, exist_ok=True)
     for name, concept in args.concepts.items():
+        done = done_dir / f"{name}.json"
+        if done.is_file():
+            kept = json.loads(done.read_text())
+            if kept.get("settings") == settings:
+                results[name] = kept["result"]
+                ok = ok and results[name]["monotonic"]
+                print(f"CAA {name:24s} kept from {done} (same settings)")
+                continue
         vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
         with vector.apply(model, 0.0, **steer):
             if not np.array_equal(generate(model, prompts, seeds)[:, None], plain):
@@ -290,6 +310,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             results[name][key] = [float(summary([measure(c[0], model.sample_rate) for c in clips[a]]))
                                   for a in calibrated]
         ok = ok and monotonic
+        done.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=1))
         print(f"CAA {name:24s} fixed     " + " ".join(f"{m:.3f}" for m in fixed_means))
         print(f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
               f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
