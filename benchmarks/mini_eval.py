@@ -310,7 +310,9 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             results[name][key] = [float(summary([measure(c[0], model.sample_rate) for c in clips[a]]))
                                   for a in calibrated]
         ok = ok and monotonic
-        done.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=1))
+        partial = done.with_suffix(".part")  # renamed when whole: a kill mid-write leaves no torn file
+        partial.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=1))
+        partial.replace(done)
         print(f"CAA {name:24s} fixed     " + " ".join(f"{m:.3f}" for m in fixed_means))
         print(f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
               f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
