@@ -253,7 +253,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
     def probe(clips: np.ndarray, text: str) -> float:
         return float(scorer.similarity(list(clips), model.sample_rate, text)[:, 0].mean())
 
-    results, ok = {}, True
+    results = {}
     settings = {"model": args.model, "scorer": args.scorer, "alphas": ks, "schedule": args.schedule,
                 "renorm": args.renorm, "prompts": bases, "seeds_per_prompt": args.caa_seeds,
                 "caa_pairs": args.caa_pairs, "guidance": args.guidance, "unit_norm": unit,
@@ -267,7 +267,6 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             kept = json.loads(done.read_text())
             if kept.get("settings") == settings:
                 results[name] = kept["result"]
-                ok = ok and results[name]["monotonic"]
                 print(f"CAA {name:24s} kept from {done} (same settings)")
                 continue
         vector = compute_caa(model, concept_pairs(name, args.caa_pairs), concept=name, progress=False)
@@ -309,7 +308,6 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             key, measure, summary = SWEEP_SIGNALS[name]
             results[name][key] = [float(summary([measure(c[0], model.sample_rate) for c in clips[a]]))
                                   for a in calibrated]
-        ok = ok and monotonic
         partial = done.with_suffix(".part")  # renamed when whole: a kill mid-write leaves no torn file
         partial.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=1))
         partial.replace(done)
@@ -323,6 +321,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
                  if name in SWEEP_SIGNALS else ""))
     title = steering_label(steer["schedule"], args.renorm) + f", {args.caa_seeds} seeds x {len(bases)} prompts"
     _plot(results, unit, args.out / "caa.png", title)
+    ok = all(r["monotonic"] for r in results.values())
     return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases,
             "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
 

@@ -42,11 +42,12 @@ def main() -> None:
     firsts, seconds = data.pairs[data.pair_kinds == TWIN_KINDS.index(args.kind)][: args.pairs].T
     if not len(firsts):
         raise SystemExit(f"{args.trainset} has no {args.kind} twins (build it with trainset.{args.kind}_twins)")
-    transformer = load_model(args.model).denoiser
-    if args.transformer:
+    if args.transformer:  # a checkpoint's transformer alone: the whole model is not loaded
         from tada.mini.transformer import TadaMiniTransformer
 
         transformer = TadaMiniTransformer.from_pretrained(args.transformer)
+    else:
+        transformer = load_model(args.model).denoiser
     transformer.eval()
     # each clip's corpus caption, encoded for these clips only: rows 0..n-1 for a, n..2n-1 for b
     states, masks = data.token_states(captions=torch.cat([firsts, seconds]).mul(data.per_clip).tolist())

@@ -152,7 +152,7 @@ class TrainSet:
         elif "twin" in tensors:  # training sets written before gender twins: each clip's one twin row, or -1
             twin = tensors["twin"].long()
             firsts = torch.nonzero(twin > torch.arange(len(twin))).flatten()
-            self.pairs = torch.stack([firsts, twin[firsts]], dim=1).reshape(-1, 2)
+            self.pairs = torch.stack([firsts, twin[firsts]], dim=1)
         else:
             self.pairs = torch.zeros(0, 2, dtype=torch.long)
         self.pair_kinds = (tensors["twin_kinds"].long() if "twin_kinds" in tensors

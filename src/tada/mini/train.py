@@ -149,6 +149,7 @@ def _autoencoder_provenance(config: dict[str, Any], out: Path) -> dict[str, Any]
 
 
 def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progress: bool = True) -> Path:
+    from ..data.corpus import twin_kind
     from .autoencoder import MelAutoencoder
     from .data import TRAINSET_INFO, caption_variants, corpus_mels, write_trainset
 
@@ -168,8 +169,6 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     captions = caption_variants(records, config["trainset"]["captions_per_clip"],
                                 config["trainset"].get("short_captions_per_clip", 0))
     row = {r["id"]: i for i, r in enumerate(records)}
-    from ..data.corpus import twin_kind
-
     pairs = [(row[r["twin_of"]], i) for i, r in enumerate(records) if r.get("twin_of") in row]
     kinds = [twin_kind(records[i]) for _, i in pairs]
     info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
