@@ -24,10 +24,19 @@ def main() -> None:
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as out:
             report = make_corpus(args.n, args.seed, out, workers=workers, progress=False)
-        rows.append({"workers": workers, "clips": report.rendered, "audio_s": report.audio_seconds,
-                     "wall_s": round(report.wall_seconds, 2), "realtime_factor": round(report.realtime_factor, 1)})
-        print(f"{workers} worker(s): {report.audio_seconds:.0f} s of audio in {report.wall_seconds:.1f} s "
-              f"= {report.realtime_factor:.1f}x real time")
+        rows.append(
+            {
+                "workers": workers,
+                "clips": report.rendered,
+                "audio_s": report.audio_seconds,
+                "wall_s": round(report.wall_seconds, 2),
+                "realtime_factor": round(report.realtime_factor, 1),
+            }
+        )
+        print(
+            f"{workers} worker(s): {report.audio_seconds:.0f} s of audio in {report.wall_seconds:.1f} s "
+            f"= {report.realtime_factor:.1f}x real time"
+        )
     print(json.dumps(rows))
 
 

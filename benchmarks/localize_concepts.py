@@ -46,15 +46,28 @@ def main() -> None:
             print(f"{name}: skipped (the negative prompt is the bare base prompt, not a word swap)")
             continue
         try:
-            table = localize(model, concept_pairs(name, args.pairs), concept.probe, scorer, concept=name,
-                             work_dir=args.out / f"{name}.parts")
+            table = localize(
+                model,
+                concept_pairs(name, args.pairs),
+                concept.probe,
+                scorer,
+                concept=name,
+                work_dir=args.out / f"{name}.parts",
+            )
         except TadaError as exc:
             print(f"{name}: skipped ({exc})")
             continue
         table.save(path)
         tables.append(table)
-    report = {t.concept: {"probe": t.probe, "clean": float(t.clean.mean()), "corrupt": float(t.corrupt.mean()),
-                          "impact": dict(zip(t.sites, [round(v, 4) for v in t.impact.tolist()]))} for t in tables}
+    report = {
+        t.concept: {
+            "probe": t.probe,
+            "clean": float(t.clean.mean()),
+            "corrupt": float(t.corrupt.mean()),
+            "impact": dict(zip(t.sites, [round(v, 4) for v in t.impact.tolist()])),
+        }
+        for t in tables
+    }
     (args.out / "impact.json").write_text(json.dumps(report, indent=1))
     plotted = [t for t in tables if t.contrast > 0]
     for t in tables:

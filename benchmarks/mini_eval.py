@@ -55,7 +55,7 @@ ADHERENCE, TEMPO_GAP, MODE_PAIRS, F0_PAIRS = 0.85, 30.0, 0.75, 0.85
 def generate(model, prompts: list[str], seeds: list[int], batch: int = 8) -> np.ndarray:
     clips = []
     for i in range(0, len(prompts), batch):
-        clips.append(model.generate(prompts[i:i + batch], seed=seeds[i:i + batch]).samples[:, 0])
+        clips.append(model.generate(prompts[i : i + batch], seed=seeds[i : i + batch]).samples[:, 0])
     return np.concatenate(clips)
 
 
@@ -77,30 +77,50 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/mini-eval"))
     parser.add_argument("--prompts", type=int, default=10, help="base prompts per concept")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=1000,
-                        help="adherence seeds are FIRST-SEED, +1, ...: 1000 is the acceptance set; use another "
-                             "range (e.g. 2000) to choose a setting without looking at it")
-    parser.add_argument("--guidance", type=float, default=None,
-                        help="classifier-free guidance scale for every generation (default: the model's own)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1000,
+        help="adherence seeds are FIRST-SEED, +1, ...: 1000 is the acceptance set; use another "
+        "range (e.g. 2000) to choose a setting without looking at it",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale for every generation (default: the model's own)",
+    )
     parser.add_argument("--caa-pairs", type=int, default=16)
     parser.add_argument("--caa-prompts", type=int, default=10)
     parser.add_argument("--caa-seeds", type=int, default=3, help="seeds per CAA prompt (the acceptance's >= 3)")
-    parser.add_argument("--alphas", default="0.25,0.5,1",
-                        help="positive alphas, in units of the sites' median token norm: the fixed sweep and the "
-                             "points where the calibration measures preservation (beyond 1 most concepts "
-                             "saturate: at 0.5,1,2 the probe fell back at 2 for piano, jazz_vs_rock and classical)")
-    parser.add_argument("--concepts", default=None,
-                        help="comma-separated concept names to evaluate (default: all nine)")
-    parser.add_argument("--schedule", default="constant",
-                        help="when CAA steers: 'constant' (every step) or START-END as trajectory fractions, "
-                             "e.g. 0.5-1 for the second half of the denoising steps")
-    parser.add_argument("--renorm", action="store_true",
-                        help="CAA keeps each steered activation's norm (rotation instead of addition)")
+    parser.add_argument(
+        "--alphas",
+        default="0.25,0.5,1",
+        help="positive alphas, in units of the sites' median token norm: the fixed sweep and the "
+        "points where the calibration measures preservation (beyond 1 most concepts "
+        "saturate: at 0.5,1,2 the probe fell back at 2 for piano, jazz_vs_rock and classical)",
+    )
+    parser.add_argument(
+        "--concepts", default=None, help="comma-separated concept names to evaluate (default: all nine)"
+    )
+    parser.add_argument(
+        "--schedule",
+        default="constant",
+        help="when CAA steers: 'constant' (every step) or START-END as trajectory fractions, "
+        "e.g. 0.5-1 for the second half of the denoising steps",
+    )
+    parser.add_argument(
+        "--renorm", action="store_true", help="CAA keeps each steered activation's norm (rotation instead of addition)"
+    )
     parser.add_argument("--skip-caa", action="store_true")
-    parser.add_argument("--skip-pyin", action="store_true",
-                        help="F0 check by the pitch register alone, without the reference median pYIN F0 (~1.3 s a clip)")
-    parser.add_argument("--skip-adherence", action="store_true",
-                        help="only speed and CAA; the report's `passed` then covers CAA alone")
+    parser.add_argument(
+        "--skip-pyin",
+        action="store_true",
+        help="F0 check by the pitch register alone, without the reference median pYIN F0 (~1.3 s a clip)",
+    )
+    parser.add_argument(
+        "--skip-adherence", action="store_true", help="only speed and CAA; the report's `passed` then covers CAA alone"
+    )
     args = parser.parse_args()
     args.concepts = _chosen_concepts(args.concepts)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -109,8 +129,13 @@ def main() -> None:
     if args.guidance is not None:
         model.default_guidance = args.guidance
     scorer = Scorer.load(args.scorer)
-    report: dict = {"model": args.model, "describe": model.describe(), "guidance": model.default_guidance,
-                    "first_seed": args.first_seed, "speed": speed(model)}
+    report: dict = {
+        "model": args.model,
+        "describe": model.describe(),
+        "guidance": model.default_guidance,
+        "first_seed": args.first_seed,
+        "speed": speed(model),
+    }
     print(f"speed: 5 s in {report['speed']['seconds_for_5s']:.2f} s (RTF {report['speed']['realtime_factor']:.2f})")
 
     passed = args.skip_adherence or adherence_and_signals(model, scorer, args, report)
@@ -129,8 +154,9 @@ def _chosen_concepts(names: str | None) -> dict:
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in CONCEPTS]
     if unknown or not chosen:
-        raise SystemExit(f"error: unknown concept(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(CONCEPTS)}")
+        raise SystemExit(
+            f"error: unknown concept(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONCEPTS)}"
+        )
     return {n: CONCEPTS[n] for n in chosen}
 
 
@@ -148,8 +174,10 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
         sp = scorer.similarity(list(pos), sr, concept.probe)[:, 0].numpy()
         sn = scorer.similarity(list(neg), sr, concept.probe)[:, 0].numpy()
         adherence[name] = float(np.mean(sp > sn))
-        pair_scores[name] = {"positive": sp.astype(float).round(4).tolist(),
-                             "negative": sn.astype(float).round(4).tolist()}
+        pair_scores[name] = {
+            "positive": sp.astype(float).round(4).tolist(),
+            "negative": sn.astype(float).round(4).tolist(),
+        }
         print(f"adherence {name:24s} {adherence[name]:.2f}")
     report["adherence"] = adherence
     report["pairs"] = {"prompts_seeds": grid, "probe_scores": pair_scores}
@@ -157,8 +185,12 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
     signal, ok = {}, all(v >= ADHERENCE for v in adherence.values())
     if "tempo" in clips:
         bpm_fast, bpm_slow = _per_clip(signal_checks.tempo_bpm, clips["tempo"], sr)
-        tempo = {"fast_median_bpm": float(np.median(bpm_fast)), "slow_median_bpm": float(np.median(bpm_slow)),
-                 "fast_bpm": np.round(bpm_fast, 1).tolist(), "slow_bpm": np.round(bpm_slow, 1).tolist()}
+        tempo = {
+            "fast_median_bpm": float(np.median(bpm_fast)),
+            "slow_median_bpm": float(np.median(bpm_slow)),
+            "fast_bpm": np.round(bpm_fast, 1).tolist(),
+            "slow_bpm": np.round(bpm_slow, 1).tolist(),
+        }
         tempo["gap"] = tempo["fast_median_bpm"] - tempo["slow_median_bpm"]
         signal["tempo"], ok = tempo, ok and tempo["gap"] >= TEMPO_GAP
         print(f"tempo gap {tempo['gap']:.1f} BPM")
@@ -171,17 +203,25 @@ def adherence_and_signals(model, scorer, args, report: dict) -> bool:
         # the check reads the pitch register (it follows the voice over a shared accompaniment,
         # see signal_checks); the median pYIN F0 is kept beside it, for reference
         f0 = {}
-        estimators = {"register": signal_checks.pitch_register,
-                      **({} if args.skip_pyin else {"median_f0": signal_checks.median_f0})}
+        estimators = {
+            "register": signal_checks.pitch_register,
+            **({} if args.skip_pyin else {"median_f0": signal_checks.median_f0}),
+        }
         for name, measure in estimators.items():
             ff, fm = _per_clip(measure, clips["vocal_gender"], sr)
-            f0[name] = {"higher_pairs": _higher(ff, fm),
-                        "female_median_hz": float(np.nanmedian(ff)), "male_median_hz": float(np.nanmedian(fm)),
-                        "female_hz": np.round(ff, 1).tolist(), "male_hz": np.round(fm, 1).tolist()}
+            f0[name] = {
+                "higher_pairs": _higher(ff, fm),
+                "female_median_hz": float(np.nanmedian(ff)),
+                "male_median_hz": float(np.nanmedian(fm)),
+                "female_hz": np.round(ff, 1).tolist(),
+                "male_hz": np.round(fm, 1).tolist(),
+            }
         f0["higher_pairs"] = f0["register"]["higher_pairs"]
         signal["f0"], ok = f0, ok and f0["higher_pairs"] >= F0_PAIRS
-        print(f"F0 higher: register {f0['register']['higher_pairs']:.2f}"
-              + (f" (median pYIN F0 {f0['median_f0']['higher_pairs']:.2f})" if "median_f0" in f0 else ""))
+        print(
+            f"F0 higher: register {f0['register']['higher_pairs']:.2f}"
+            + (f" (median pYIN F0 {f0['median_f0']['higher_pairs']:.2f})" if "median_f0" in f0 else "")
+        )
     report["signal"] = signal
     return ok
 
@@ -245,7 +285,7 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
 
     unit = token_norm_unit(model)
     ks = [float(k) for k in args.alphas.split(",")]
-    bases = list(BASE_PROMPTS[-args.caa_prompts:])  # the CAA pairs use the first prompts
+    bases = list(BASE_PROMPTS[-args.caa_prompts :])  # the CAA pairs use the first prompts
     prompts = [b for b in bases for _ in range(args.caa_seeds)]
     seeds = [s for _ in bases for s in range(args.caa_seeds)]
     plain = generate(model, prompts, seeds)[:, None]
@@ -254,11 +294,20 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         return float(scorer.similarity(list(clips), model.sample_rate, text)[:, 0].mean())
 
     results = {}
-    settings = {"model": args.model, "scorer": args.scorer, "alphas": ks, "schedule": args.schedule,
-                "renorm": args.renorm, "prompts": bases, "seeds_per_prompt": args.caa_seeds,
-                "caa_pairs": args.caa_pairs, "guidance": args.guidance, "unit_norm": unit,
-                # the unsteered clips themselves: other weights or another scheduler never match
-                "plain_sha256": hashlib.sha256(np.ascontiguousarray(plain).tobytes()).hexdigest()}
+    settings = {
+        "model": args.model,
+        "scorer": args.scorer,
+        "alphas": ks,
+        "schedule": args.schedule,
+        "renorm": args.renorm,
+        "prompts": bases,
+        "seeds_per_prompt": args.caa_seeds,
+        "caa_pairs": args.caa_pairs,
+        "guidance": args.guidance,
+        "unit_norm": unit,
+        # the unsteered clips themselves: other weights or another scheduler never match
+        "plain_sha256": hashlib.sha256(np.ascontiguousarray(plain).tobytes()).hexdigest(),
+    }
     done_dir = args.out / "caa"
     done_dir.mkdir(parents=True, exist_ok=True)
     for name, concept in args.concepts.items():
@@ -278,13 +327,23 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
         for sign, decoration in ((1.0, concept.positive), (-1.0, concept.negative)):
             edited = [decoration.format(p=p) for p in prompts]
             neutral = edited == prompts
-            cal = calibrate_alpha(model, vector, scorer, prompts, None if neutral else edited,
-                                  [sign * k * unit for k in ks], seeds=seeds, plain=plain,
-                                  target=calibration[1.0].target if neutral else None, steer_kwargs=steer)
+            cal = calibrate_alpha(
+                model,
+                vector,
+                scorer,
+                prompts,
+                None if neutral else edited,
+                [sign * k * unit for k in ks],
+                seeds=seeds,
+                plain=plain,
+                target=calibration[1.0].target if neutral else None,
+                steer_kwargs=steer,
+            )
             calibration[sign] = cal
             clips.update(zip(cal.alphas, cal.clips))
             edit_probe["positive" if sign > 0 else "negative"] = probe(
-                plain if neutral else cal.edited_clips, concept.probe)
+                plain if neutral else cal.edited_clips, concept.probe
+            )
         fixed = sorted(clips)
         fixed_means = [probe(clips[a], concept.probe) for a in fixed]
         calibrated = sorted({0.0, *[f * calibration[s].alpha for s in (1.0, -1.0) for f in (1 / 3, 2 / 3, 1.0)]})
@@ -296,34 +355,61 @@ def caa_sweep(model, scorer, args) -> tuple[dict, bool]:
             calibrated_means.append(probe(clips[alpha], concept.probe))
         monotonic = bool(np.all(np.diff(calibrated_means) > 0))
         results[name] = {
-            "alphas": fixed, "mean_probe": fixed_means, "monotonic_fixed": bool(np.all(np.diff(fixed_means) > 0)),
-            "calibrated_alphas": calibrated, "calibrated_mean_probe": calibrated_means, "monotonic": monotonic,
-            "edit_mean_probe": {"negative": edit_probe["negative"], "plain": fixed_means[fixed.index(0.0)],
-                                "positive": edit_probe["positive"]},
-            "calibration": {("positive" if s > 0 else "negative"): {
-                "target_distance": c.target, "alpha": c.alpha, "reached": c.reached, "distances": c.distances}
-                for s, c in calibration.items()},
+            "alphas": fixed,
+            "mean_probe": fixed_means,
+            "monotonic_fixed": bool(np.all(np.diff(fixed_means) > 0)),
+            "calibrated_alphas": calibrated,
+            "calibrated_mean_probe": calibrated_means,
+            "monotonic": monotonic,
+            "edit_mean_probe": {
+                "negative": edit_probe["negative"],
+                "plain": fixed_means[fixed.index(0.0)],
+                "positive": edit_probe["positive"],
+            },
+            "calibration": {
+                ("positive" if s > 0 else "negative"): {
+                    "target_distance": c.target,
+                    "alpha": c.alpha,
+                    "reached": c.reached,
+                    "distances": c.distances,
+                }
+                for s, c in calibration.items()
+            },
         }
         if name in SWEEP_SIGNALS:
             key, measure, summary = SWEEP_SIGNALS[name]
-            results[name][key] = [float(summary([measure(c[0], model.sample_rate) for c in clips[a]]))
-                                  for a in calibrated]
+            results[name][key] = [
+                float(summary([measure(c[0], model.sample_rate) for c in clips[a]])) for a in calibrated
+            ]
         partial = done.with_suffix(".part")  # renamed when whole: a kill mid-write leaves no torn file
         partial.write_text(json.dumps({"settings": settings, "result": results[name]}, indent=1))
         partial.replace(done)
         print(f"CAA {name:24s} fixed     " + " ".join(f"{m:.3f}" for m in fixed_means))
-        print(f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
-              f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
-              + " ".join(f"{m:.3f}" for m in calibrated_means))
-        print(f"CAA {name:24s} prompt edits: negative {edit_probe['negative']:.3f} "
-              f"plain {fixed_means[fixed.index(0.0)]:.3f} positive {edit_probe['positive']:.3f}"
-              + (f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
-                 if name in SWEEP_SIGNALS else ""))
+        print(
+            f"CAA {name:24s} calibrated (alpha {calibration[-1.0].alpha / unit:+.2f} .. "
+            f"{calibration[1.0].alpha / unit:+.2f} norms) monotonic={monotonic} "
+            + " ".join(f"{m:.3f}" for m in calibrated_means)
+        )
+        print(
+            f"CAA {name:24s} prompt edits: negative {edit_probe['negative']:.3f} "
+            f"plain {fixed_means[fixed.index(0.0)]:.3f} positive {edit_probe['positive']:.3f}"
+            + (
+                f"; {SWEEP_SIGNALS[name][0]} " + " ".join(f"{v:.3g}" for v in results[name][SWEEP_SIGNALS[name][0]])
+                if name in SWEEP_SIGNALS
+                else ""
+            )
+        )
     title = steering_label(steer["schedule"], args.renorm) + f", {args.caa_seeds} seeds x {len(bases)} prompts"
     _plot(results, unit, args.out / "caa.png", title)
     ok = all(r["monotonic"] for r in results.values())
-    return {"unit_norm": unit, "schedule": args.schedule, "renorm": args.renorm, "prompts": bases,
-            "seeds_per_prompt": args.caa_seeds, "concepts": results}, ok
+    return {
+        "unit_norm": unit,
+        "schedule": args.schedule,
+        "renorm": args.renorm,
+        "prompts": bases,
+        "seeds_per_prompt": args.caa_seeds,
+        "concepts": results,
+    }, ok
 
 
 def _plot(results: dict, unit: float, path: Path, steering: str) -> None:

@@ -58,8 +58,10 @@ def check_held_out(weights: Path, seeds: list[int]) -> None:
     ranges = json.loads(path.read_text())["trained_seeds"]
     seen = [s for s in seeds if any(lo <= s < hi for lo, hi in ranges)]
     if seen:
-        raise TadaError(f"{len(seen)} clips (e.g. seed {seen[0]}) were used to train the scorer; "
-                        "evaluate on a corpus made from other seeds")
+        raise TadaError(
+            f"{len(seen)} clips (e.g. seed {seen[0]}) were used to train the scorer; "
+            "evaluate on a corpus made from other seeds"
+        )
 
 
 def swapped(spec: ClipSpec, rng: random.Random) -> tuple[ClipSpec, str, str] | None:
@@ -90,8 +92,12 @@ def preservation(scorer: Scorer, specs: list[ClipSpec], trials: int, seed: int) 
         wins += d_swap < d_other
         near.append(d_swap)
         far.append(d_other)
-    return {"rate": wins / trials, "trials": trials, "median_swapped": float(np.median(near)),
-            "median_other": float(np.median(far))}
+    return {
+        "rate": wins / trials,
+        "trials": trials,
+        "median_swapped": float(np.median(near)),
+        "median_other": float(np.median(far)),
+    }
 
 
 def main() -> None:
@@ -120,8 +126,12 @@ def main() -> None:
         pos, neg = test.split(clips)
         standard = aucs[name][test.probe]
         para = [aucs[name][p] for p in test.paraphrases]
-        summary[name] = {"n_pos": len(pos), "n_neg": len(neg), "standard": standard,
-                         "paraphrases": {p: aucs[name][p] for p in test.paraphrases}}
+        summary[name] = {
+            "n_pos": len(pos),
+            "n_neg": len(neg),
+            "standard": standard,
+            "paraphrases": {p: aucs[name][p] for p in test.paraphrases},
+        }
         mark = "ok" if min(standard, *para) >= AUC_TARGET else "MISS"
         print(f"{name:26s} {len(pos):5d} {len(neg):5d} {standard:9.3f} {min(para):11.3f} / {np.mean(para):.3f}  {mark}")
         for text, auc in (summary[name]["paraphrases"] | {test.probe: standard}).items():
@@ -129,17 +139,24 @@ def main() -> None:
                 print(f"    miss: {text!r} AUC {auc:.3f}, sentence-encoder margin {margins[name][text]:+.3f}")
         summary[name]["encoder_margins"] = margins[name]
 
-    records = {json.loads(line)["id"]: json.loads(line) for line in (args.corpus / LABELS).read_text().splitlines()
-               if line.strip()}
+    records = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (args.corpus / LABELS).read_text().splitlines()
+        if line.strip()
+    }
     specs = [ClipSpec.from_json(records[c.id]["spec"]) for c in clips if "spec" in records[c.id]]
     if len(specs) < 2:
         raise TadaError(f"{args.corpus / LABELS} has no clip specs ('spec'); the preservation test re-renders them")
     kept = preservation(scorer, specs, args.trials, args.seed)
-    print(f"preservation: swapped-instrument clip closer than another clip in {kept['rate']:.1%} of "
-          f"{kept['trials']} trials (median distance {kept['median_swapped']:.4f} vs {kept['median_other']:.4f})")
+    print(
+        f"preservation: swapped-instrument clip closer than another clip in {kept['rate']:.1%} of "
+        f"{kept['trials']} trials (median distance {kept['median_swapped']:.4f} vs {kept['median_other']:.4f})"
+    )
 
-    passed = (all(min(s["standard"], *s["paraphrases"].values()) >= AUC_TARGET for s in summary.values())
-              and kept["rate"] >= PRESERVATION_TARGET)
+    passed = (
+        all(min(s["standard"], *s["paraphrases"].values()) >= AUC_TARGET for s in summary.values())
+        and kept["rate"] >= PRESERVATION_TARGET
+    )
     print(json.dumps({"clips": len(clips), "auc": summary, "preservation": kept, "passed": passed}))
     sys.exit(0 if passed else 1)
 

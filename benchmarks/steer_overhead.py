@@ -19,7 +19,7 @@ import os
 import random
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -75,7 +75,7 @@ def main() -> None:
 
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     xattn = [s.alias for s in model.sites.values() if s.kind == "xattn"]
-    aliases = args.sites.split(",") if args.sites else xattn[len(xattn) // 2 - 1: len(xattn) // 2 + 1]
+    aliases = args.sites.split(",") if args.sites else xattn[len(xattn) // 2 - 1 : len(xattn) // 2 + 1]
     vector = unit_vector_for(model, aliases, args.steps)
 
     def with_vector(alpha: float) -> Callable[[], float]:
@@ -100,10 +100,16 @@ def main() -> None:
     med = {name: statistics.median(values) for name, values in times.items()}
     ratios = {name: [t / u for t, u in zip(times[name], times["unsteered"])] for name in ("hooks only", "steered")}
     summary = {
-        "model": args.model, "dtype": args.dtype, "device": args.device,
+        "model": args.model,
+        "dtype": args.dtype,
+        "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "threads": torch.get_num_threads(), "sites": aliases, "alpha": args.alpha,
-        "seconds": args.seconds, "steps": args.steps, "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "sites": aliases,
+        "alpha": args.alpha,
+        "seconds": args.seconds,
+        "steps": args.steps,
+        "rounds": args.rounds,
         **{f"median_{name.replace(' ', '_')}_s": value for name, value in med.items()},
         "ratio_of_medians": med["steered"] / med["unsteered"],
         "median_paired_ratio": statistics.median(ratios["steered"]),
@@ -114,9 +120,11 @@ def main() -> None:
     for name, values in times.items():
         print(f"{name:<11} {med[name]:>10.4f} {min(values):>10.4f} {max(values):>10.4f}")
     low, high = summary["paired_ratio_ci95"]
-    print(f"steered / unsteered: {summary['median_paired_ratio']:.4f} median paired ratio "
-          f"(95% CI {low:.4f}-{high:.4f}), {summary['ratio_of_medians']:.4f} ratio of medians; "
-          f"hooks only: {summary['hooks_only_paired_ratio']:.4f}")
+    print(
+        f"steered / unsteered: {summary['median_paired_ratio']:.4f} median paired ratio "
+        f"(95% CI {low:.4f}-{high:.4f}), {summary['ratio_of_medians']:.4f} ratio of medians; "
+        f"hooks only: {summary['hooks_only_paired_ratio']:.4f}"
+    )
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as handle:

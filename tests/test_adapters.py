@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAMILIES, FAST, random_vector, xattn_aliases
+
 from tada.errors import ArtifactError, SiteError
 from tada.interventions import AddVector, Capture
 

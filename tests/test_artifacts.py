@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import random_vector, xattn_aliases
 from safetensors.torch import save_file
 
-from conftest import random_vector, xattn_aliases
 from tada.artifacts import FORMAT, SteeringVector, check_alpha
 from tada.errors import ArtifactError, TadaError
 

@@ -75,8 +75,7 @@ def test_same_seed_gives_bitwise_identical_audio(tiny: tuple[str, Any]) -> None:
     ours, theirs = pipe.components, other.components
     denoiser = "unet" if family == "audioldm2" else "transformer"
     assert not all(
-        torch.equal(a, b)
-        for a, b in zip(ours[denoiser].state_dict().values(), theirs[denoiser].state_dict().values())
+        torch.equal(a, b) for a, b in zip(ours[denoiser].state_dict().values(), theirs[denoiser].state_dict().values())
     )
 
 

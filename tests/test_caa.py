@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAMILIES
+
 from tada.caa import compute_caa
 from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs, read_pairs
 from tada.errors import ConceptError, TadaError
@@ -24,7 +24,7 @@ def test_caa_vector_per_site_and_timestep(family, tiny_models):
     assert vector.sites == xattn
     assert vector.family == family and vector.width == model.width
     torch.testing.assert_close(vector.timesteps, model.scheduler_timesteps().double().cpu())
-    for alias, table in vector.vectors.items():
+    for table in vector.vectors.values():
         assert table.shape[0] == 3
         torch.testing.assert_close(table.norm(dim=-1), torch.ones(3))
 
@@ -72,8 +72,9 @@ def test_caa_resumes_after_a_kill(tiny_models, tmp_path, monkeypatch):
         compute_caa(model, pairs, batch_pairs=1, sites="xattn.1,xattn.5", work_dir=work, progress=False, **SETTINGS)
     assert len(list(work.glob("chunk-*.safetensors"))) == 2
     calls["n"] = -100  # no more deaths
-    resumed = compute_caa(model, pairs, batch_pairs=1, sites="xattn.1,xattn.5", work_dir=work, progress=False,
-                          **SETTINGS)
+    resumed = compute_caa(
+        model, pairs, batch_pairs=1, sites="xattn.1,xattn.5", work_dir=work, progress=False, **SETTINGS
+    )
     assert calls["n"] == -100 + 2  # only the two unfinished chunks ran again
     for alias in reference.sites:
         torch.testing.assert_close(resumed.vectors[alias], reference.vectors[alias])

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tada import signal_checks
 from tada.data.attributes import GENRES, INSTRUMENTS, SAMPLE_RATE, Part, sample_spec
 from tada.data.captions import GENRE_WORDS, caption
 from tada.data.corpus import LABELS, make_corpus, read_labels, render_spec
 from tada.data.render import Renderer, render_vocals
-from tada import signal_checks
 from tada.errors import TadaError
 
 
@@ -121,12 +121,18 @@ def test_every_genre_sounds_the_modes_third_in_every_bar():
     # On the composed notes, not the chord table: a genre whose comping drops the third
     # (power chords) would make its clips' mode inaudible.
     from tada.data.attributes import GENRES
-    from tada.data.compose import Grid, compose, progression, chord_pitches
+    from tada.data.compose import Grid, chord_pitches, compose, progression
 
     for genre in GENRES:
         for mode, third in (("major", 4), ("minor", 3)):
-            spec = replace(sample_spec(3), genre=genre, mode=mode, tonic=5, vocals=None,
-                           parts=tuple(p for p in sample_spec(3).parts if p.role == "chords"))
+            spec = replace(
+                sample_spec(3),
+                genre=genre,
+                mode=mode,
+                tonic=5,
+                vocals=None,
+                parts=tuple(p for p in sample_spec(3).parts if p.role == "chords"),
+            )
             grid, prog = Grid(spec), progression(spec)
             notes = compose(spec)
             for bar in range(grid.n_bars):
@@ -167,8 +173,10 @@ def test_gender_twin_changes_only_the_voice():
         for gender, style in (("female", "sung"), ("male", "rap")):
             spec = replace(sample_spec(seed), vocals={"gender": gender, "style": style})
             twin = gender_twin(spec)
-            assert twin.id == spec.id + "-gender" and twin.vocals == {"gender": "male" if gender == "female"
-                                                                      else "female", "style": style}
+            assert twin.id == spec.id + "-gender" and twin.vocals == {
+                "gender": "male" if gender == "female" else "female",
+                "style": style,
+            }
             assert compose(spec) == compose(twin)  # the accompaniment, note for note
             voice_a, voice_b = vocal_line(spec), vocal_line(twin)
             assert [(v.word, v.start) for v in voice_a] == [(v.word, v.start) for v in voice_b]
@@ -188,8 +196,9 @@ def test_corpus_with_gender_twins(tmp_path):
     from tada.data.corpus import twin_kind
 
     out = tmp_path / "corpus"
-    seeds = [s for s in range(400, 440) if sample_spec(s).vocals][:1] + \
-        [s for s in range(400, 440) if not sample_spec(s).vocals][:1]
+    seeds = [s for s in range(400, 440) if sample_spec(s).vocals][:1] + [
+        s for s in range(400, 440) if not sample_spec(s).vocals
+    ][:1]
     first = min(seeds)
     n = max(seeds) - first + 1
     assert n <= 6, "keep the test small"
@@ -198,15 +207,17 @@ def test_corpus_with_gender_twins(tmp_path):
     assert report.clips == 2 * n + len(voiced)
     records = read_labels(out)
     kinds = [(r["seed"], twin_kind(r)) for r in records]
-    expected = [(s, k) for s in range(first, first + n)
-                for k in (None, "mode", *(["gender"] if s in voiced else []))]
+    expected = [(s, k) for s in range(first, first + n) for k in (None, "mode", *(["gender"] if s in voiced else []))]
     assert kinds == expected  # each original, then its mode twin, then its gender twin
     by_id = {r["id"]: r for r in records}
     for twin in (r for r in records if twin_kind(r) == "gender"):
         original = by_id[twin["twin_of"]]
         assert twin["vocals"]["gender"] != original["vocals"]["gender"]
-        assert (twin["bpm"], twin["mode"], twin["instruments"]) == (original["bpm"], original["mode"],
-                                                                    original["instruments"])
+        assert (twin["bpm"], twin["mode"], twin["instruments"]) == (
+            original["bpm"],
+            original["mode"],
+            original["instruments"],
+        )
         a, b = sf.read(out / original["path"])[0], sf.read(out / twin["path"])[0]
         assert a.shape == b.shape and not np.array_equal(a, b)
 
@@ -218,11 +229,18 @@ def test_corpus_with_mode_twins(tmp_path):
     assert report.rendered == 2 and report.clips == 4  # only the twins are new
     records = read_labels(out)
     assert [(r["seed"], r.get("twin_of")) for r in records] == [
-        (300, None), (300, "clip-000000300"), (301, None), (301, "clip-000000301")]
+        (300, None),
+        (300, "clip-000000300"),
+        (301, None),
+        (301, "clip-000000301"),
+    ]
     for original, twin in zip(records[::2], records[1::2]):
         assert {original["mode"], twin["mode"]} == {"major", "minor"}
         assert (original["bpm"], original["instruments"], original["vocals"]) == (
-            twin["bpm"], twin["instruments"], twin["vocals"])
+            twin["bpm"],
+            twin["instruments"],
+            twin["vocals"],
+        )
         a, b = sf.read(out / original["path"])[0], sf.read(out / twin["path"])[0]
         assert a.shape == b.shape and not np.array_equal(a, b)
     assert make_corpus(2, 300, out, workers=1, progress=False).clips == 4  # a rerun without the flag keeps them

@@ -31,8 +31,9 @@ class ToyDenoiser(nn.Module):
     def __init__(self, n_blocks: int = 3) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.blocks = nn.ModuleList(nn.ModuleDict({"cross_attn": CrossAttn(), "mlp": nn.Linear(DIM, DIM)})
-                                    for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"cross_attn": CrossAttn(), "mlp": nn.Linear(DIM, DIM)}) for _ in range(n_blocks)
+        )
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor):
         h = sample + timestep.reshape(-1, 1, 1) / 1000
@@ -56,7 +57,9 @@ class ToySampler:
         with torch.no_grad():
             for t in self.timesteps:
                 if guidance:
-                    out = self.model(torch.cat([x, x]), t.repeat(2 * n), encoder_hidden_states=torch.cat([uncond, cond]))
+                    out = self.model(
+                        torch.cat([x, x]), t.repeat(2 * n), encoder_hidden_states=torch.cat([uncond, cond])
+                    )
                     out_u, out_c = out.chunk(2)
                     x = x - 0.1 * (out_u + 3.0 * (out_c - out_u))
                 else:
@@ -220,7 +223,7 @@ def test_timestep_table_interpolates_and_renormalises():
     values = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     table = TimestepTable(ts, values, unit_norm=True)
     mid = table.at(500.0, torch.device("cpu"), torch.float32)
-    torch.testing.assert_close(mid, torch.tensor([0.5 ** 0.5, 0.5 ** 0.5]))
+    torch.testing.assert_close(mid, torch.tensor([0.5**0.5, 0.5**0.5]))
     assert torch.equal(table.at(2000.0, torch.device("cpu"), torch.float32), values[0])
     assert torch.equal(table.at(0.0, torch.device("cpu"), torch.float32), values[1])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import FAMILIES, FAST, random_vector, run_cli, xattn_aliases
+
 from tada.errors import ArtifactError, TadaError
 from tada.interventions import Capture, Replace
 from tada.localize import ImpactTable, localize, output_sites, plot_impacts
@@ -75,12 +75,14 @@ def test_localisation_resumes_after_a_kill(tiny_models, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tada.runs.UnitStore, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        localize(model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w", progress=False,
-                 **FAST)
+        localize(
+            model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w", progress=False, **FAST
+        )
     monkeypatch.setattr(tada.runs.UnitStore, "save", original)
     assert saves == ["chunk-00000"]
-    resumed = localize(model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w",
-                       progress=False, **FAST)
+    resumed = localize(
+        model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w", progress=False, **FAST
+    )
     assert torch.equal(resumed.patched, whole.patched) and torch.equal(resumed.clean, whole.clean)
     assert not (tmp_path / "w").exists()
 
@@ -127,8 +129,22 @@ def test_patched_inputs_map_to_the_same_layers_outputs(tiny_models):
 
 def test_cli_localize(tmp_path):
     out = tmp_path / "impact.safetensors"
-    result = run_cli("localize", "random-tiny:tada-mini", "--concept", "tempo", "--n-pairs", "2", "--seconds", "1",
-                     "--steps", "2", "--out", str(out), "--plot", str(tmp_path / "heat.png"))
+    result = run_cli(
+        "localize",
+        "random-tiny:tada-mini",
+        "--concept",
+        "tempo",
+        "--n-pairs",
+        "2",
+        "--seconds",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--plot",
+        str(tmp_path / "heat.png"),
+    )
     assert result.returncode == 0, result.stderr
     assert ImpactTable.load(out).probe == "a fast track" and (tmp_path / "heat.png").is_file()
     bad = run_cli("localize", "random-tiny:tada-mini", "--concept", "kazoo", "--out", str(out))

@@ -129,15 +129,38 @@ def test_too_many_tokens_is_refused():
 # -- training stages on a tiny fake corpus -----------------------------------------------
 TINY_CONFIG = {
     "seed": 0,
-    "autoencoder": {"model": {"channels": 16, "latent_channels": 4, "blocks_per_level": 1, "downsample": 4},
-                    "steps": 4, "batch_size": 2, "crop_frames": 32, "lr": 1e-3, "min_lr_ratio": 0.1,
-                    "warmup_steps": 1, "kl_weight": 1e-4, "grad_clip": 1.0, "checkpoint_every": 2,
-                    "eval_every": 2, "val_clips": 2},
+    "autoencoder": {
+        "model": {"channels": 16, "latent_channels": 4, "blocks_per_level": 1, "downsample": 4},
+        "steps": 4,
+        "batch_size": 2,
+        "crop_frames": 32,
+        "lr": 1e-3,
+        "min_lr_ratio": 0.1,
+        "warmup_steps": 1,
+        "kl_weight": 1e-4,
+        "grad_clip": 1.0,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "val_clips": 2,
+    },
     "trainset": {"captions_per_clip": 2},
-    "transformer": {"model": {"width": 32, "num_layers": 2, "heads": 2, "mlp_ratio": 2, "max_tokens": 40},
-                    "steps": 4, "batch_size": 2, "lr": 1e-3, "min_lr_ratio": 0.1, "warmup_steps": 1,
-                    "weight_decay": 0.01, "grad_clip": 1.0, "caption_dropout": 0.5, "crop_prob": 0.5,
-                    "min_crop": 4, "ema_decay": 0.9, "checkpoint_every": 2, "eval_every": 2, "val_clips": 2},
+    "transformer": {
+        "model": {"width": 32, "num_layers": 2, "heads": 2, "mlp_ratio": 2, "max_tokens": 40},
+        "steps": 4,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "min_lr_ratio": 0.1,
+        "warmup_steps": 1,
+        "weight_decay": 0.01,
+        "grad_clip": 1.0,
+        "caption_dropout": 0.5,
+        "crop_prob": 0.5,
+        "min_crop": 4,
+        "ema_decay": 0.9,
+        "checkpoint_every": 2,
+        "eval_every": 2,
+        "val_clips": 2,
+    },
 }
 
 
@@ -197,8 +220,9 @@ def test_pruned_text_encoder_matches_minilm(trained, fake_corpus):
     run, _, _ = trained
     data = TrainSet(run / "trainset")
     states, masks = data.token_states()
-    records = sorted((json.loads(line) for line in (fake_corpus / "labels.jsonl").read_text().splitlines()),
-                     key=lambda r: r["seed"])
+    records = sorted(
+        (json.loads(line) for line in (fake_corpus / "labels.jsonl").read_text().splitlines()), key=lambda r: r["seed"]
+    )
     wordings = caption_variants(records, 2)
     for clip, variant in ((0, 0), (5, 1)):
         row = clip * 2 + variant
@@ -269,8 +293,9 @@ def test_fine_tune_starts_from_the_given_weights(trained, tmp_path):
     with pytest.raises(TadaError, match="another shape"):
         TransformerTrainer(run / "trainset", wider, 0, tmp_path / "c", progress=False)
     with pytest.raises(TadaError, match="not a transformer directory"):
-        TransformerTrainer(run / "trainset", {**config, "init_from": str(tmp_path / "none")}, 0, tmp_path / "d",
-                           progress=False)
+        TransformerTrainer(
+            run / "trainset", {**config, "init_from": str(tmp_path / "none")}, 0, tmp_path / "d", progress=False
+        )
 
 
 def test_short_captions_name_only_true_attributes(fake_corpus):
@@ -341,8 +366,9 @@ def test_trainset_pairs_twins_only_when_asked(trained, twin_corpus, tmp_path):
     data = TrainSet(_twin_trainset(trained, twin_corpus, tmp_path / "twins", True))
     assert data.latents.shape[0] == 16 and data.info["mode_twin_pairs"] == 8 and data.info["gender_twin_pairs"] == 0
     assert data.pairs.tolist() == [[r, r + 1] for r in range(0, 16, 2)]  # each twin right after its clip
-    records = sorted((json.loads(line) for line in (twin_corpus / "labels.jsonl").read_text().splitlines()),
-                     key=label_order)
+    records = sorted(
+        (json.loads(line) for line in (twin_corpus / "labels.jsonl").read_text().splitlines()), key=label_order
+    )
     first, second = caption_variants(records[:2], 2)
     assert first[0] != second[0] and len(first[0].split()) == len(second[0].split())  # mood word only
 
@@ -352,7 +378,8 @@ def test_trainset_pairs_twins_only_when_asked(trained, twin_corpus, tmp_path):
     assert (both.info["mode_twin_pairs"], both.info["gender_twin_pairs"]) == (8, len(voiced))
     ids = [r["id"] for r in records]
     assert sorted(map(tuple, both.pairs.tolist())) == sorted(
-        (ids.index(r["twin_of"]), ids.index(r["id"])) for r in records if "twin_of" in r)
+        (ids.index(r["twin_of"]), ids.index(r["id"])) for r in records if "twin_of" in r
+    )
     for r in voiced:  # a vocal clip has two twins: its mode twin, then its gender twin
         original = ids.index(r["twin_of"])
         assert ids.index(r["id"]) == original + 2 and r["vocals"]["gender"] != records[original]["vocals"]["gender"]
@@ -401,8 +428,7 @@ def test_paired_batches_share_noise_and_captions(trained, twin_corpus, tmp_path)
     trainer.run(until_step=2)  # trains and checkpoints with pairs
     assert trainer.step == 2 and trainer.history[-1]["twin_contrast"] > 0
     with pytest.raises(TadaError, match="needs twins"):
-        TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain",
-                           progress=False)
+        TransformerTrainer(trained[0] / "trainset", {**config, "batch_size": 4}, 0, tmp_path / "plain", progress=False)
 
 
 def test_paired_fine_tune_exports_with_its_base_run(trained, twin_corpus, tmp_path):
@@ -525,8 +551,18 @@ def test_cli_generates_with_tada_mini(trained, tmp_path):
     from conftest import run_cli
 
     out = tmp_path / "clip.wav"
-    result = run_cli("generate", f"tada-mini:{trained[2]}", "--prompt", "a calm piano piece", "--seconds", "1",
-                     "--steps", "2", "--out", str(out))
+    result = run_cli(
+        "generate",
+        f"tada-mini:{trained[2]}",
+        "--prompt",
+        "a calm piano piece",
+        "--seconds",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(out)
     assert rate == SR and len(audio) == SR and np.isfinite(audio).all()
@@ -541,7 +577,7 @@ def test_signal_checks_on_synthetic_audio():
     def clicks(bpm: float, per_beat: int) -> np.ndarray:  # accented beats, weaker subdivisions
         wave = np.zeros_like(t)
         for i, at in enumerate(np.arange(0, 5, 60 / bpm / per_beat)):
-            wave[int(at * SR): int(at * SR) + 200] += np.hanning(200) * (1.0 if i % per_beat == 0 else 0.4)
+            wave[int(at * SR) : int(at * SR) + 200] += np.hanning(200) * (1.0 if i % per_beat == 0 else 0.4)
         return wave
 
     for bpm in (70, 150):  # slow and fast: no pull towards 120 BPM
@@ -579,7 +615,9 @@ def test_pitch_register_follows_the_voice_over_a_shared_bass():
     bass = harmonic_note(40, 4.0, level=0.1)
     silent = np.zeros(2 * SR, np.float32)
     high, low = (bass + np.concatenate([silent, harmonic_note(m, 2.0)]) for m in (64, 52))  # 330 / 165 Hz
-    assert signal_checks.median_f0(high, SR, fmin=65) == pytest.approx(signal_checks.median_f0(low, SR, fmin=65), rel=0.05)
+    assert signal_checks.median_f0(high, SR, fmin=65) == pytest.approx(
+        signal_checks.median_f0(low, SR, fmin=65), rel=0.05
+    )
     up, down = signal_checks.pitch_register(high, SR), signal_checks.pitch_register(low, SR)
     assert up > 1.3 * down, (up, down)
     assert up == pytest.approx(np.sqrt(82.4 * 329.6), rel=0.1)  # half the frames on each

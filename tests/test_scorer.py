@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import run_cli
 from safetensors.torch import load_file
 
@@ -55,20 +54,36 @@ def corpus(tmp_path_factory):
         sf.write(root / path, tone(220 * (1 + i % 4), 1.5, seed=i), SR)
         genre, instrument = ("jazz", "piano") if piano else ("rock", "violin")
         vocals = {"gender": "female" if i % 2 else "male", "style": "rap" if i % 4 else "sung"}
-        lines.append({
-            "id": f"clip-{i}", "path": path, "caption": f"A {'fast' if i % 3 else 'slow'} {genre} song, {instrument}",
-            "bpm": 80 + 10 * i, "mode": "major" if i % 2 else "minor", "genre": genre,
-            "instruments": ["piano"] if piano else ["violin", "drums"], "vocals": None if i % 3 == 0 else vocals,
-            "seed": i,
-        })
+        lines.append(
+            {
+                "id": f"clip-{i}",
+                "path": path,
+                "caption": f"A {'fast' if i % 3 else 'slow'} {genre} song, {instrument}",
+                "bpm": 80 + 10 * i,
+                "mode": "major" if i % 2 else "minor",
+                "genre": genre,
+                "instruments": ["piano"] if piano else ["violin", "drums"],
+                "vocals": None if i % 3 == 0 else vocals,
+                "seed": i,
+            }
+        )
     (root / "labels.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return root
 
 
 def tiny_config(**overrides):
     config = json.loads(open("configs/scorer.json").read())
-    config.update(model=TINY, batch_size=4, steps=3, warmup_steps=1, checkpoint_every=1, eval_every=2,
-                  holdout_seeds=[0, 2], crop_seconds=1.0, **overrides)
+    config.update(
+        model=TINY,
+        batch_size=4,
+        steps=3,
+        warmup_steps=1,
+        checkpoint_every=1,
+        eval_every=2,
+        holdout_seeds=[0, 2],
+        crop_seconds=1.0,
+        **overrides,
+    )
     return config
 
 
@@ -88,8 +103,10 @@ def test_features_shape_and_determinism():
 def test_chroma_resolves_the_third_of_a_low_chord():
     # C major vs C minor voiced at C3 (131 Hz), where an STFT chroma smears semitones
     t = np.arange(2 * SR) / SR
+
     def chord(*midi):
         return features.to_mono_16k(sum(np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * t) for m in midi) / 3, SR)
+
     major = features.chroma(chord(48, 52, 55)).mean(-1)
     minor = features.chroma(chord(48, 51, 55)).mean(-1)
     assert set(major.topk(3).indices.tolist()) == {0, 4, 7} and set(minor.topk(3).indices.tolist()) == {0, 3, 7}
@@ -104,12 +121,15 @@ def test_other_rates_are_resampled():
     assert mel.mean(-1).argmax() == peak
 
 
-@pytest.mark.parametrize("audio, message", [
-    (np.zeros(0, np.float32), "empty"),
-    (np.full(SR, np.nan, np.float32), "NaN"),
-    (np.zeros(100, np.float32), "at least"),
-    (np.zeros((SR, 2), np.float32), "channels"),
-])
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (np.zeros(0, np.float32), "empty"),
+        (np.full(SR, np.nan, np.float32), "NaN"),
+        (np.zeros(100, np.float32), "at least"),
+        (np.zeros((SR, 2), np.float32), "channels"),
+    ],
+)
 def test_bad_audio_is_refused(audio, message):
     with pytest.raises(TadaError, match=message):
         features.to_mono_16k(audio, SR)
@@ -150,8 +170,9 @@ def test_save_load_round_trip_is_bitwise(weights, scorer, tmp_path):
     again = Scorer.load(tmp_path / "again")
     for (name, a), (_, b) in zip(scorer.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), name
-    assert torch.equal(load_file(str(weights / "diffusion_pytorch_model.safetensors"))["logit_scale"],
-                       scorer.model.logit_scale.data)
+    assert torch.equal(
+        load_file(str(weights / "diffusion_pytorch_model.safetensors"))["logit_scale"], scorer.model.logit_scale.data
+    )
     with pytest.raises(TadaError, match="no scorer weights"):
         Scorer.load(tmp_path / "nowhere")
 
@@ -186,19 +207,40 @@ def test_focus_texts_cover_the_concepts_and_never_the_evaluation_wordings():
     from tada.scorer.focus import focus_groups
     from tada.scorer.probes import TESTS
 
-    groups = {g.name: g for g in focus_groups(["acoustic guitar", "electric guitar", "piano", "violin"],
-                                              ["classical", "electronic", "jazz", "rock"])}
-    for name in ("mood:major", "mood:minor", "tempo:fast", "tempo:slow", "voice:female", "voice:male",
-                 "voice:rap", "voice:sung", "instrument:piano", "instrument:violin", "instrument:acoustic guitar",
-                 "instrument:electric guitar", "genre:jazz", "genre:rock", "genre:classical", "genre:electronic"):
+    groups = {
+        g.name: g
+        for g in focus_groups(
+            ["acoustic guitar", "electric guitar", "piano", "violin"], ["classical", "electronic", "jazz", "rock"]
+        )
+    }
+    for name in (
+        "mood:major",
+        "mood:minor",
+        "tempo:fast",
+        "tempo:slow",
+        "voice:female",
+        "voice:male",
+        "voice:rap",
+        "voice:sung",
+        "instrument:piano",
+        "instrument:violin",
+        "instrument:acoustic guitar",
+        "instrument:electric guitar",
+        "genre:jazz",
+        "genre:rock",
+        "genre:classical",
+        "genre:electronic",
+    ):
         assert len(groups[name].texts) >= 5, name
     texts = {t.lower() for g in groups.values() for t in g.texts}
-    evaluation = ({c.probe.lower() for c in CONCEPTS.values()}
-                  | {p.lower() for t in TESTS.values() for p in t.paraphrases})
+    evaluation = {c.probe.lower() for c in CONCEPTS.values()} | {
+        p.lower() for t in TESTS.values() for p in t.paraphrases
+    }
     assert not texts & evaluation
     assert "an uplifting song" in texts and "a uplifting song" not in texts  # articles agree
     # every extra synonym list reaches a group (a misspelt key would silently drop it)
     from tada.scorer.focus import MORE_WORDS
+
     assert set(MORE_WORDS) <= set(groups)
     assert all(word in " ".join(groups[name].texts) for name, words in MORE_WORDS.items() for word in words)
     # vocal style texts never name a gender, so the gender probes do not learn the style direction
@@ -211,15 +253,31 @@ def test_focus_labels_follow_the_clip_attributes():
 
     groups = focus_groups(["piano"], ["jazz", "rock"])
     bank = FocusBank(groups, lambda texts: torch.zeros(len(texts), 4))
-    target = {"mode_major": torch.tensor([1.0, 0.0, 1.0]), "bpm": torch.tensor([140.0, 70.0, 100.0]),
-              "vocal_female": torch.tensor([1.0, 0.0, -1.0]), "vocal_rap": torch.tensor([0.0, 1.0, -1.0]),
-              "has_vocals": torch.tensor([1.0, 1.0, 0.0]), "instruments": torch.tensor([[1.0], [0.0], [1.0]]),
-              "genre": torch.tensor([0, 1, 1])}
+    target = {
+        "mode_major": torch.tensor([1.0, 0.0, 1.0]),
+        "bpm": torch.tensor([140.0, 70.0, 100.0]),
+        "vocal_female": torch.tensor([1.0, 0.0, -1.0]),
+        "vocal_rap": torch.tensor([0.0, 1.0, -1.0]),
+        "has_vocals": torch.tensor([1.0, 1.0, 0.0]),
+        "instruments": torch.tensor([[1.0], [0.0], [1.0]]),
+        "genre": torch.tensor([0, 1, 1]),
+    }
     labels = bank.labels(target)
     column = {g.name: i for i, g in enumerate(groups)}
-    expect = {"mood:major": [1, 0, 1], "mood:minor": [0, 1, 0], "tempo:fast": [1, 0, -1], "tempo:slow": [0, 1, -1],
-              "voice:female": [1, 0, -1], "voice:male": [0, 1, -1], "voice:rap": [0, 1, -1], "voice:sung": [1, 0, -1],
-              "vocals:none": [0, 0, 1], "instrument:piano": [1, 0, 1], "genre:jazz": [1, 0, 0], "genre:rock": [0, 1, 1]}
+    expect = {
+        "mood:major": [1, 0, 1],
+        "mood:minor": [0, 1, 0],
+        "tempo:fast": [1, 0, -1],
+        "tempo:slow": [0, 1, -1],
+        "voice:female": [1, 0, -1],
+        "voice:male": [0, 1, -1],
+        "voice:rap": [0, 1, -1],
+        "voice:sung": [1, 0, -1],
+        "vocals:none": [0, 0, 1],
+        "instrument:piano": [1, 0, 1],
+        "genre:jazz": [1, 0, 0],
+        "genre:rock": [0, 1, 1],
+    }
     for name, values in expect.items():
         assert labels[:, column[name]].tolist() == values, name
     # draws are reproducible per generator and differ from the fixed evaluation texts somewhere
@@ -235,8 +293,10 @@ def test_focus_loss_rewards_ranking_the_labelled_clips_first():
     assert focus_loss(-right, labels) > 5.0
     # clips labelled -1 and groups without a (has, opposite) pair take no part
     assert focus_loss(right, torch.tensor([[1.0, -1.0], [1.0, -1.0], [1.0, -1.0]])) == 0.0
-    assert torch.allclose(focus_loss(right.clone().index_put_((torch.tensor(0), torch.tensor(1)), torch.tensor(99.0)),
-                                     labels), focus_loss(right, labels))
+    assert torch.allclose(
+        focus_loss(right.clone().index_put_((torch.tensor(0), torch.tensor(1)), torch.tensor(99.0)), labels),
+        focus_loss(right, labels),
+    )
 
 
 def test_training_with_the_focus_loss_runs_and_reports_it(corpus, tmp_path):
@@ -258,12 +318,17 @@ def test_cli_score(weights, tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     sf.write(a, tone(220), SR)
     sf.write(b, tone(440), SR)
-    result = run_cli("score", str(a), str(b), "--text", "a piano song", "--text", "a fast track", "--json",
-                  "--weights", str(weights))
+    result = run_cli(
+        "score", str(a), str(b), "--text", "a piano song", "--text", "a fast track", "--json", "--weights", str(weights)
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [(r["audio"], r["text"]) for r in rows] == [(str(a), "a piano song"), (str(a), "a fast track"),
-                                                       (str(b), "a piano song"), (str(b), "a fast track")]
+    assert [(r["audio"], r["text"]) for r in rows] == [
+        (str(a), "a piano song"),
+        (str(a), "a fast track"),
+        (str(b), "a piano song"),
+        (str(b), "a fast track"),
+    ]
     assert all(-1 <= r["similarity"] <= 1 for r in rows)
     table = run_cli("score", str(a), "--text", "a piano song", "--weights", str(weights))
     assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["similarity", "text", "audio"]
@@ -273,8 +338,9 @@ def test_cli_score_errors(weights, tmp_path):
     good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
     sf.write(good, tone(220), SR)
     bad.write_bytes(b"not audio at all")
-    one_error_line(run_cli("score", str(tmp_path / "missing.wav"), "--text", "x", "--weights", str(weights)),
-                   "does not exist")
+    one_error_line(
+        run_cli("score", str(tmp_path / "missing.wav"), "--text", "x", "--weights", str(weights)), "does not exist"
+    )
     one_error_line(run_cli("score", str(good), "--text", " ", "--weights", str(weights)), "empty")
     one_error_line(run_cli("score", str(bad), "--text", "a piano song", "--weights", str(weights)), "cannot read")
     one_error_line(run_cli("score", str(good), "--text", "x", "--weights", str(tmp_path)), "no scorer weights")

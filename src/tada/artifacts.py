@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -51,8 +52,14 @@ def write_artifact(path: str | Path, tensors: dict[str, torch.Tensor], metadata:
     return path
 
 
-def read_artifact(path: Path, fmt: str, version: str, required: Iterable[str], kind: str,
-                  build: Callable[[dict[str, torch.Tensor], dict[str, str]], T]) -> T:
+def read_artifact(
+    path: Path,
+    fmt: str,
+    version: str,
+    required: Iterable[str],
+    kind: str,
+    build: Callable[[dict[str, torch.Tensor], dict[str, str]], T],
+) -> T:
     """``build(tensors, metadata)`` of a tada artifact of format ``fmt``; one clear error line for anything else."""
     if not path.is_file():
         raise ArtifactError(f"no {kind} file at {path}")
@@ -135,12 +142,20 @@ class SteeringVector:
     save_pretrained = save
 
     @classmethod
-    def load(cls, path: str | Path) -> "SteeringVector":
-        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> "SteeringVector":
+    def load(cls, path: str | Path) -> SteeringVector:
+        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> SteeringVector:
             sites = json.loads(meta["sites"])
-            return cls({alias: tensors[f"vector/{alias}"] for alias in sites}, tensors["timesteps"], meta["family"],
-                       int(meta["width"]), meta.get("concept", ""), meta["operation"], meta["normalisation"],
-                       json.loads(meta.get("prompt_set", "{}")), json.loads(meta.get("settings", "{}")))
+            return cls(
+                {alias: tensors[f"vector/{alias}"] for alias in sites},
+                tensors["timesteps"],
+                meta["family"],
+                int(meta["width"]),
+                meta.get("concept", ""),
+                meta["operation"],
+                meta["normalisation"],
+                json.loads(meta.get("prompt_set", "{}")),
+                json.loads(meta.get("settings", "{}")),
+            )
 
         return read_artifact(Path(path), FORMAT, FORMAT_VERSION, _REQUIRED, "steering vector", build)
 
@@ -158,8 +173,9 @@ class SteeringVector:
     def table(self, alias: str) -> TimestepTable:
         """The site's interpolating table, built once so its lookups stay cached across runs."""
         if alias not in self._tables:
-            self._tables[alias] = TimestepTable(self.timesteps, self.vectors[alias],
-                                                unit_norm=self.normalisation == "unit")
+            self._tables[alias] = TimestepTable(
+                self.timesteps, self.vectors[alias], unit_norm=self.normalisation == "unit"
+            )
         return self._tables[alias]
 
     def interventions(

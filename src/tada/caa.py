@@ -8,8 +8,9 @@ unit norm, one per (site, step), and stored against the scheduler's timesteps.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -61,8 +62,14 @@ def compute_caa(
     steps = model.default_steps if steps is None else steps
     guidance = model.default_guidance if guidance is None else guidance
     settings = {"seconds": seconds, "steps": steps, "guidance": guidance, "seed": seed}
-    config = {"family": model.family, "width": model.width, "sites": [s.alias for s in chosen],
-              "pairs": [list(p) for p in pairs], "batch_pairs": batch_pairs, **settings}
+    config = {
+        "family": model.family,
+        "width": model.width,
+        "sites": [s.alias for s in chosen],
+        "pairs": [list(p) for p in pairs],
+        "batch_pairs": batch_pairs,
+        **settings,
+    }
     store = UnitStore(work_dir, config) if work_dir is not None else None
 
     totals: dict[str, torch.Tensor] = {}
@@ -99,8 +106,15 @@ def compute_caa(
         vectors[site.alias] = (diff / norms).float()
     assert timesteps is not None
     vector = SteeringVector(
-        vectors, timesteps, model.family, model.width, concept=concept, operation="add", normalisation="unit",
-        prompt_set=prompt_set or {"source": "custom", "n_pairs": len(pairs)}, settings=settings,
+        vectors,
+        timesteps,
+        model.family,
+        model.width,
+        concept=concept,
+        operation="add",
+        normalisation="unit",
+        prompt_set=prompt_set or {"source": "custom", "n_pairs": len(pairs)},
+        settings=settings,
     )
     if store is not None:
         store.remove()

@@ -11,8 +11,9 @@ between the clip of the neutral prompt and that of the edited prompt, same seed)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,6 @@ import sys
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,8 +19,12 @@ from .errors import TadaError
 
 DEMO_ALPHA = 2.0  # tada-mini: about one median token norm of its cross-attention outputs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Steer text-to-music diffusion models from the inside.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Steer text-to-music diffusion models from the inside.",
+)
 app.add_typer(data_app, name="data")
 
 MODEL_ARG = typer.Argument(..., help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`).")
@@ -33,7 +36,7 @@ N_PAIRS_OPT = typer.Option(None, help="Use only the first N pairs.")
 WORK_DIR_OPT = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes.")
 
 
-def _training_budget(threads: Optional[int], time_limit: Optional[float]) -> Optional[float]:
+def _training_budget(threads: int | None, time_limit: float | None) -> float | None:
     """Apply ``--threads``; return ``--time-limit`` in seconds."""
     if threads is not None:
         import torch
@@ -51,7 +54,7 @@ def _load(model_id: str, dtype: str, device: str, progress: bool = True):
     return model
 
 
-def _prompt_pairs(concept: Optional[str], pairs: Optional[Path], n_pairs: Optional[int]) -> tuple[list, dict]:
+def _prompt_pairs(concept: str | None, pairs: Path | None, n_pairs: int | None) -> tuple[list, dict]:
     """The pairs of a concept preset or of a CSV file (exactly one given), and where they came from."""
     from .concepts import concept_pairs, read_pairs
 
@@ -86,7 +89,7 @@ def models() -> None:
 @app.command()
 def sites(
     model: str = MODEL_ARG,
-    kind: Optional[str] = typer.Option(None, help="Only this kind: xattn, xattn_in or attn."),
+    kind: str | None = typer.Option(None, help="Only this kind: xattn, xattn_in or attn."),
     dtype: str = DTYPE_OPT,
 ) -> None:
     """List a model's sites: alias, module path and tensor."""
@@ -101,9 +104,9 @@ def sites(
 def generate(
     model: str = MODEL_ARG,
     prompt: str = typer.Option(..., help="Text prompt."),
-    seconds: Optional[float] = typer.Option(None, help="Clip length in seconds (model default if omitted)."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps (model default if omitted)."),
-    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale."),
+    seconds: float | None = typer.Option(None, help="Clip length in seconds (model default if omitted)."),
+    steps: int | None = typer.Option(None, help="Denoising steps (model default if omitted)."),
+    guidance: float | None = typer.Option(None, help="Classifier-free guidance scale."),
     seed: int = typer.Option(0, help="Noise seed."),
     out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
     dtype: str = DTYPE_OPT,
@@ -118,16 +121,16 @@ def generate(
 @app.command()
 def caa(
     model: str = MODEL_ARG,
-    concept: Optional[str] = typer.Option(None, help="A concept preset (piano, mood, tempo, ...)."),
-    pairs: Optional[Path] = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
-    n_pairs: Optional[int] = N_PAIRS_OPT,
-    sites_: Optional[str] = typer.Option(None, "--sites", help="Comma-separated site aliases (default: every xattn)."),
-    seconds: Optional[float] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None),
-    guidance: Optional[float] = typer.Option(None),
+    concept: str | None = typer.Option(None, help="A concept preset (piano, mood, tempo, ...)."),
+    pairs: Path | None = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
+    n_pairs: int | None = N_PAIRS_OPT,
+    sites_: str | None = typer.Option(None, "--sites", help="Comma-separated site aliases (default: every xattn)."),
+    seconds: float | None = typer.Option(None),
+    steps: int | None = typer.Option(None),
+    guidance: float | None = typer.Option(None),
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
     batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
-    work_dir: Optional[Path] = WORK_DIR_OPT,
+    work_dir: Path | None = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors steering vector."),
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
@@ -138,32 +141,39 @@ def caa(
     prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
     adapter = _load(model, dtype, device, progress=False)
     vector = compute_caa(
-        adapter, prompt_pairs, sites=sites_, seconds=seconds, steps=steps, guidance=guidance, seed=seed,
-        batch_pairs=batch_pairs, work_dir=work_dir or out.with_name(out.name + ".parts"),
-        concept=concept or pairs.stem, prompt_set=prompt_set,
+        adapter,
+        prompt_pairs,
+        sites=sites_,
+        seconds=seconds,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_pairs=batch_pairs,
+        work_dir=work_dir or out.with_name(out.name + ".parts"),
+        concept=concept or pairs.stem,
+        prompt_set=prompt_set,
     )
     vector.save(out)
-    typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, "
-               f"{len(prompt_pairs)} pairs")
+    typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, {len(prompt_pairs)} pairs")
 
 
 @app.command()
 def localize(
     model: str = MODEL_ARG,
-    concept: Optional[str] = typer.Option(None, help="A concept preset: its (positive, negative) prompts and probe."),
-    pairs: Optional[Path] = typer.Option(None, help="CSV of (clean, corrupted) prompt pairs; needs --probe."),
-    probe: Optional[str] = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
-    n_pairs: Optional[int] = N_PAIRS_OPT,
-    sites_: Optional[str] = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
-    seconds: Optional[float] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None),
-    guidance: Optional[float] = typer.Option(None),
+    concept: str | None = typer.Option(None, help="A concept preset: its (positive, negative) prompts and probe."),
+    pairs: Path | None = typer.Option(None, help="CSV of (clean, corrupted) prompt pairs; needs --probe."),
+    probe: str | None = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
+    n_pairs: int | None = N_PAIRS_OPT,
+    sites_: str | None = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
+    seconds: float | None = typer.Option(None),
+    steps: int | None = typer.Option(None),
+    guidance: float | None = typer.Option(None),
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for all its runs."),
     batch_pairs: int = typer.Option(8, help="Pairs generated together in one batch."),
-    work_dir: Optional[Path] = WORK_DIR_OPT,
+    work_dir: Path | None = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors impact table."),
-    plot: Optional[Path] = typer.Option(None, help="Also draw the impacts as a heatmap (PNG)."),
-    scorer_weights: Optional[Path] = typer.Option(None, help="Scorer weights directory (default: the shipped ones)."),
+    plot: Path | None = typer.Option(None, help="Also draw the impacts as a heatmap (PNG)."),
+    scorer_weights: Path | None = typer.Option(None, help="Scorer weights directory (default: the shipped ones)."),
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
@@ -180,9 +190,18 @@ def localize(
         probe = get_concept(concept).probe
     adapter = _load(model, dtype, device, progress=False)
     table = run_localize(
-        adapter, prompt_pairs, probe, Scorer.load(scorer_weights), sites=sites_, seconds=seconds, steps=steps,
-        guidance=guidance, seed=seed, batch_pairs=batch_pairs,
-        work_dir=work_dir or out.with_name(out.name + ".parts"), concept=concept or pairs.stem,
+        adapter,
+        prompt_pairs,
+        probe,
+        Scorer.load(scorer_weights),
+        sites=sites_,
+        seconds=seconds,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_pairs=batch_pairs,
+        work_dir=work_dir or out.with_name(out.name + ".parts"),
+        concept=concept or pairs.stem,
     )
     table.save(out)
     typer.echo(f"probe {probe!r}: clean {float(table.clean.mean()):.3f}, corrupted {float(table.corrupt.mean()):.3f}")
@@ -201,13 +220,13 @@ def steer(
     model: str = MODEL_ARG,
     prompt: str = typer.Option(..., help="Text prompt."),
     steer_: list[str] = typer.Option(..., "--steer", help="VECTOR.safetensors:ALPHA; repeat to mix concepts."),
-    sites_: Optional[str] = typer.Option(None, "--sites", help="Only these site aliases (default: all in the file)."),
+    sites_: str | None = typer.Option(None, "--sites", help="Only these site aliases (default: all in the file)."),
     mode: str = typer.Option("cond", help="Guidance rows to steer: cond, uncond or both."),
     renorm: bool = typer.Option(False, help="Restore each token's original norm after steering."),
-    schedule: Optional[str] = typer.Option(None, help="'constant' or START-END trajectory fractions, e.g. 0-0.5."),
-    seconds: Optional[float] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None),
-    guidance: Optional[float] = typer.Option(None),
+    schedule: str | None = typer.Option(None, help="'constant' or START-END trajectory fractions, e.g. 0-0.5."),
+    seconds: float | None = typer.Option(None),
+    steps: int | None = typer.Option(None),
+    guidance: float | None = typer.Option(None),
     seed: int = typer.Option(0, help="Noise seed."),
     out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
     dtype: str = DTYPE_OPT,
@@ -246,9 +265,13 @@ def demo(
     adapter = _load(model, "float32", "cpu", progress=False)
     typer.echo(adapter.describe())
     vector_path = out / f"{concept}.safetensors"
-    vector = compute_caa(adapter, concept_pairs(concept, n_pairs), concept=concept,
-                         prompt_set={"source": "preset", "concept": concept, "n_pairs": n_pairs},
-                         work_dir=out / f"{concept}.parts")
+    vector = compute_caa(
+        adapter,
+        concept_pairs(concept, n_pairs),
+        concept=concept,
+        prompt_set={"source": "preset", "concept": concept, "n_pairs": n_pairs},
+        work_dir=out / f"{concept}.parts",
+    )
     vector.save(vector_path)
     plain = adapter.generate(prompt, seed=seed)
     with vector.apply(adapter, alpha):
@@ -269,7 +292,7 @@ def score(
     audio: list[Path] = typer.Argument(..., help="Sound files to score (any rate; resampled to 16 kHz)."),
     text: list[str] = typer.Option(..., "--text", help="A text probe, e.g. 'a piano song'; repeat for more."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON list of {audio, text, similarity}."),
-    weights: Optional[Path] = typer.Option(None, help="Scorer weights directory (default: the shipped weights)."),
+    weights: Path | None = typer.Option(None, help="Scorer weights directory (default: the shipped weights)."),
 ) -> None:
     """Text-audio similarity (cosine in the offline scorer's shared space) of each file to each text."""
     import json
@@ -284,8 +307,11 @@ def score(
             raise TadaError(f"audio file {path} does not exist")
     scorer = Scorer.load(weights)
     sims = scorer.similarity_files(audio, text)
-    rows = [{"audio": str(path), "text": probe, "similarity": round(float(sims[i, j]), 6)}
-            for i, path in enumerate(audio) for j, probe in enumerate(text)]
+    rows = [
+        {"audio": str(path), "text": probe, "similarity": round(float(sims[i, j]), 6)}
+        for i, path in enumerate(audio)
+        for j, probe in enumerate(text)
+    ]
     if json_:
         typer.echo(json.dumps(rows, indent=1))
         return
@@ -305,24 +331,27 @@ def scorer_train(
     config: Path = typer.Option(Path("configs/scorer.json"), help="Training configuration (JSON)."),
     out: Path = typer.Option(..., help="Output directory: caches, checkpoint, loss.png, model/; resumes."),
     device: str = DEVICE_OPT,
-    threads: Optional[int] = THREADS_OPT,
-    until_step: Optional[int] = typer.Option(None, help="Stop (with a checkpoint) at this step; run again to go on."),
-    time_limit: Optional[float] = TIME_LIMIT_OPT,
+    threads: int | None = THREADS_OPT,
+    until_step: int | None = typer.Option(None, help="Stop (with a checkpoint) at this step; run again to go on."),
+    time_limit: float | None = TIME_LIMIT_OPT,
     export: bool = typer.Option(False, help="Also write OUT/model now, unfinished or not (interim evaluation)."),
 ) -> None:
     """Train the scorer (seeded, resumable; caches mels and caption embeddings in OUT)."""
     from .scorer.train import train
 
-    trainer = train(corpus, config, out, device=device, until_step=until_step,
-                    time_limit=_training_budget(threads, time_limit))
+    trainer = train(
+        corpus, config, out, device=device, until_step=until_step, time_limit=_training_budget(threads, time_limit)
+    )
     total = trainer.config["steps"]
     if export and trainer.step < total:
         typer.echo(f"exported the step-{trainer.step} weights to {trainer.export()}")
     if trainer.step >= total:
         typer.echo(f"trained {total} steps: model in {out / 'model'}, curves in {out / 'loss.png'}")
     else:
-        typer.echo(f"stopped at step {trainer.step}/{total} (checkpoint in {out / 'checkpoint'}); "
-                   "run the same command again to continue")
+        typer.echo(
+            f"stopped at step {trainer.step}/{total} (checkpoint in {out / 'checkpoint'}); "
+            "run the same command again to continue"
+        )
 
 
 mini_app = typer.Typer(no_args_is_help=True, help="Train tada-mini, the bundled text-to-music model.")
@@ -334,18 +363,26 @@ def mini_train(
     corpus: Path = typer.Option(..., help="Corpus directory (labels.jsonl and audio), from `tada data make`."),
     config: Path = typer.Option(Path("configs/mini.json"), help="Training configuration (JSON)."),
     out: Path = typer.Option(..., help="Output directory: one folder per stage, model/ at the end; resumes."),
-    stage: list[str] = typer.Option(["autoencoder", "trainset", "transformer", "export"],
-                                    help="Stages to run, in order (repeat the option)."),
+    stage: list[str] = typer.Option(
+        ["autoencoder", "trainset", "transformer", "export"], help="Stages to run, in order (repeat the option)."
+    ),
     device: str = DEVICE_OPT,
-    threads: Optional[int] = THREADS_OPT,
-    until_step: Optional[int] = typer.Option(None, help="Stop the transformer stage (with a checkpoint) at this step."),
-    time_limit: Optional[float] = TIME_LIMIT_OPT,
+    threads: int | None = THREADS_OPT,
+    until_step: int | None = typer.Option(None, help="Stop the transformer stage (with a checkpoint) at this step."),
+    time_limit: float | None = TIME_LIMIT_OPT,
 ) -> None:
     """Train tada-mini: autoencoder, training set, transformer, export (each resumable, skipped when done)."""
     from .mini.train import train
 
-    result = train(corpus, config, out, tuple(stage), device=device, until_step=until_step,
-                   time_limit=_training_budget(threads, time_limit))
+    result = train(
+        corpus,
+        config,
+        out,
+        tuple(stage),
+        device=device,
+        until_step=until_step,
+        time_limit=_training_budget(threads, time_limit),
+    )
     if result is None:
         typer.echo(f"stopped with a checkpoint in {out}; run the same command again to continue")
     elif (result / "model_index.json").is_file():

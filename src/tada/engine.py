@@ -12,9 +12,9 @@ restores the model exactly.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ class Site:
 class SteeringHandle:
     """Removes the interventions it was returned for; also a context manager."""
 
-    def __init__(self, engine: "HookEngine", entries: list[tuple[Site, int]]):
+    def __init__(self, engine: HookEngine, entries: list[tuple[Site, int]]):
         self._engine = engine
         self._entries = entries
 
@@ -55,7 +55,7 @@ class SteeringHandle:
         for site, entry_id in entries:
             self._engine._remove_entry(site, entry_id)
 
-    def __enter__(self) -> "SteeringHandle":
+    def __enter__(self) -> SteeringHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:

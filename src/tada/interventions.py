@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -193,6 +193,7 @@ class ProjectOut(DirectionIntervention):
         scale = self.strength * gain
         if scale == 0.0:
             return act
+
         def unit() -> torch.Tensor:
             d = self.table.at(ctx.timestep, act.device, act.dtype)
             return d / d.norm().clamp_min(1e-12)

@@ -17,9 +17,10 @@ impact are where the model decides the concept; localised steering acts only the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,9 +55,11 @@ class ImpactTable:
     def __post_init__(self) -> None:
         n = self.clean.shape[0]
         if self.corrupt.shape != (n,) or self.patched.shape != (n, len(self.sites)):
-            raise ArtifactError(f"impact table shapes disagree: clean {tuple(self.clean.shape)}, corrupt "
-                                f"{tuple(self.corrupt.shape)}, patched {tuple(self.patched.shape)} "
-                                f"for {len(self.sites)} sites")
+            raise ArtifactError(
+                f"impact table shapes disagree: clean {tuple(self.clean.shape)}, corrupt "
+                f"{tuple(self.corrupt.shape)}, patched {tuple(self.patched.shape)} "
+                f"for {len(self.sites)} sites"
+            )
 
     @property
     def contrast(self) -> float:
@@ -80,21 +83,38 @@ class ImpactTable:
 
     # -- files ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tada_version": __version__,
-                "family": self.family, "width": str(self.width), "sites": json.dumps(self.sites),
-                "probe": self.probe, "concept": self.concept, "pairs": json.dumps(self.pairs),
-                "settings": json.dumps(self.settings)}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tada_version": __version__,
+            "family": self.family,
+            "width": str(self.width),
+            "sites": json.dumps(self.sites),
+            "probe": self.probe,
+            "concept": self.concept,
+            "pairs": json.dumps(self.pairs),
+            "settings": json.dumps(self.settings),
+        }
         tensors = {"clean": self.clean.double(), "corrupt": self.corrupt.double(), "patched": self.patched.double()}
         return write_artifact(path, tensors, meta)
 
     save_pretrained = save
 
     @classmethod
-    def load(cls, path: str | Path) -> "ImpactTable":
-        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> "ImpactTable":
-            return cls(json.loads(meta["sites"]), tensors["clean"], tensors["corrupt"], tensors["patched"],
-                       meta["family"], int(meta["width"]), meta["probe"], meta.get("concept", ""),
-                       json.loads(meta.get("pairs", "[]")), json.loads(meta.get("settings", "{}")))
+    def load(cls, path: str | Path) -> ImpactTable:
+        def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> ImpactTable:
+            return cls(
+                json.loads(meta["sites"]),
+                tensors["clean"],
+                tensors["corrupt"],
+                tensors["patched"],
+                meta["family"],
+                int(meta["width"]),
+                meta["probe"],
+                meta.get("concept", ""),
+                json.loads(meta.get("pairs", "[]")),
+                json.loads(meta.get("settings", "{}")),
+            )
 
         return read_artifact(Path(path), FORMAT, FORMAT_VERSION, _REQUIRED, "impact table", build)
 
@@ -152,11 +172,21 @@ def localize(
             raise TadaError(f"{model.family} has no cross-attention input sites to patch")
     else:
         chosen = model.resolve_sites(sites)
-    settings = {"seconds": model.default_seconds if seconds is None else seconds,
-                "steps": model.default_steps if steps is None else steps,
-                "guidance": model.default_guidance if guidance is None else guidance, "seed": seed}
-    config = {"family": model.family, "width": model.width, "sites": [s.alias for s in chosen], "probe": probe,
-              "pairs": [list(p) for p in pairs], "batch_pairs": batch_pairs, **settings}
+    settings = {
+        "seconds": model.default_seconds if seconds is None else seconds,
+        "steps": model.default_steps if steps is None else steps,
+        "guidance": model.default_guidance if guidance is None else guidance,
+        "seed": seed,
+    }
+    config = {
+        "family": model.family,
+        "width": model.width,
+        "sites": [s.alias for s in chosen],
+        "probe": probe,
+        "pairs": [list(p) for p in pairs],
+        "batch_pairs": batch_pairs,
+        **settings,
+    }
     store = UnitStore(work_dir, config) if work_dir is not None else None
     gen = {k: settings[k] for k in ("seconds", "steps", "guidance")}
 
@@ -187,9 +217,11 @@ def localize(
             try:
                 patched.append(score(corrupt_prompts, seeds, {site: Replace(captures[site], rows="both")}))
             except ActivationShapeError:
-                raise TadaError(f"the clean and corrupted prompts of pairs {chunk[0]}-{chunk[-1]} encode to different "
-                                "token counts; patching needs twins of equal length (swap one word: 'with violin' -> "
-                                "'with trumpet', 'fast' -> 'slow')") from None
+                raise TadaError(
+                    f"the clean and corrupted prompts of pairs {chunk[0]}-{chunk[-1]} encode to different "
+                    "token counts; patching needs twins of equal length (swap one word: 'with violin' -> "
+                    "'with trumpet', 'fast' -> 'slow')"
+                ) from None
             bar.update()
         part["patched"] = torch.stack(patched, dim=1)
         if store is not None:
@@ -197,9 +229,16 @@ def localize(
         parts.append(part)
     bar.close()
     table = ImpactTable(
-        [s.alias for s in chosen], torch.cat([p["clean"] for p in parts]), torch.cat([p["corrupt"] for p in parts]),
-        torch.cat([p["patched"] for p in parts]), model.family, model.width, probe, concept,
-        [list(p) for p in pairs], settings,
+        [s.alias for s in chosen],
+        torch.cat([p["clean"] for p in parts]),
+        torch.cat([p["corrupt"] for p in parts]),
+        torch.cat([p["patched"] for p in parts]),
+        model.family,
+        model.width,
+        probe,
+        concept,
+        [list(p) for p in pairs],
+        settings,
     )
     if abs(table.contrast) < 1e-9:
         raise TadaError(f"the probe {probe!r} scores clean and corrupted clips alike; impact is undefined")

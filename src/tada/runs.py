@@ -58,7 +58,8 @@ class UnitStore:
         try:
             return load_file(str(self._path(key)))
         except (SafetensorError, OSError) as exc:
-            raise TadaError(f"partial result {self._path(key)} is unreadable ({exc}); delete it to redo that unit")
+            message = f"partial result {self._path(key)} is unreadable ({exc}); delete it to redo that unit"
+            raise TadaError(message) from None
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

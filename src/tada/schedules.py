@@ -7,8 +7,8 @@ intervention for that call, so the activation is left bitwise untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .context import StepContext
 from .errors import TadaError
@@ -70,5 +70,7 @@ def parse_schedule(text: str | None) -> Schedule:
     try:
         start, end = (float(x) for x in text.split("-", 1))
     except ValueError:
-        raise TadaError(f"cannot read schedule {text!r}: use 'constant' or START-END fractions such as 0.0-0.5") from None
+        raise TadaError(
+            f"cannot read schedule {text!r}: use 'constant' or START-END fractions such as 0.0-0.5"
+        ) from None
     return Window(start, end)

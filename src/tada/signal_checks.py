@@ -16,7 +16,7 @@ They check the learned scorer's verdicts against plain signal processing:
   the last 300 training-corpus clips this reads 82% of clips within 8% of their label
   (without the octave choice 65%) and the 71.5 BPM fast/slow gap as 66.0 (AUC 0.86, without
   0.64); on 300 clips of the held-out corpus 82% (65%), 67.2 of 74.5 BPM, AUC 0.88 (0.68)
-  (``benchmarks/signal_checks_calibration.py``). A bare metronome (one click per beat)
+  (``research/signal_checks_calibration.py``). A bare metronome (one click per beat)
   over 100 BPM is not corpus-like and reads at half tempo; pass ``metrical_level=False``
   for such signals.
 * :func:`mode`: a major/minor vote of triad templates over a constant-Q chroma (the
@@ -36,7 +36,7 @@ They check the learned scorer's verdicts against plain signal processing:
   accompaniment identical, as a prompt pair with a shared seed is), the female twin reads
   higher in 95% of 80 pairs (median pYIN 57.5%, the isolated voices'
   own pYIN median 97.5%); over unrelated vocal clips 64% (pYIN 51%): the accompaniment,
-  not the voice, sets most of a mix's register (``benchmarks/signal_checks_calibration.py``).
+  not the voice, sets most of a mix's register (``research/signal_checks_calibration.py``).
 
 Each takes mono audio ``(samples,)`` (or ``(channels, samples)``, averaged) at any rate.
 """
@@ -65,8 +65,10 @@ _MAJOR = np.zeros(12)
 _MAJOR[[0, 4, 7]] = 1.0
 _MINOR = np.zeros(12)
 _MINOR[[0, 3, 7]] = 1.0
-_TEMPLATES = {name: torch.tensor(np.stack([np.roll(t, k) for k in range(12)]), dtype=torch.float32)
-              for name, t in (("major", _MAJOR), ("minor", _MINOR))}
+_TEMPLATES = {
+    name: torch.tensor(np.stack([np.roll(t, k) for k in range(12)]), dtype=torch.float32)
+    for name, t in (("major", _MAJOR), ("minor", _MINOR))
+}
 
 
 def _mono(audio: np.ndarray | torch.Tensor, sr: int) -> np.ndarray:
@@ -85,8 +87,13 @@ def _onset_rate(onset: np.ndarray, hop_length: int, samples: int) -> float:
     return len(found) / (samples / SAMPLE_RATE)
 
 
-def tempo_bpm(audio: np.ndarray | torch.Tensor, sr: int, prior: object = TEMPO_PRIOR, hop_length: int = TEMPO_HOP,
-              metrical_level: bool = True) -> float:
+def tempo_bpm(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    prior: object = TEMPO_PRIOR,
+    hop_length: int = TEMPO_HOP,
+    metrical_level: bool = True,
+) -> float:
     """Estimated tempo in beats per minute.
 
     ``metrical_level=False`` returns the plain tempogram estimate under ``prior``
@@ -94,8 +101,13 @@ def tempo_bpm(audio: np.ndarray | torch.Tensor, sr: int, prior: object = TEMPO_P
     """
     wave = _mono(audio, sr)
     onset = librosa.onset.onset_strength(y=wave, sr=SAMPLE_RATE, hop_length=hop_length)
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=hop_length,
-                                                      aggregate=np.median, prior=prior))[0])
+    tempo = float(
+        np.atleast_1d(
+            librosa.feature.tempo(
+                onset_envelope=onset, sr=SAMPLE_RATE, hop_length=hop_length, aggregate=np.median, prior=prior
+            )
+        )[0]
+    )
     if not metrical_level:
         return tempo
     rate = _onset_rate(onset, hop_length, len(wave))
@@ -132,8 +144,9 @@ def median_f0(audio: np.ndarray | torch.Tensor, sr: int, fmin: float = VOCAL_FMI
     return float(np.median(f0)) if f0.size else float("nan")
 
 
-def pitch_register(audio: np.ndarray | torch.Tensor, sr: int, fmin: float = REGISTER_RANGE[0],
-                   fmax: float = REGISTER_RANGE[1]) -> float:
+def pitch_register(
+    audio: np.ndarray | torch.Tensor, sr: int, fmin: float = REGISTER_RANGE[0], fmax: float = REGISTER_RANGE[1]
+) -> float:
     """Pitch register of a mix (Hz): geometric mean over frames of the predominant pitch.
 
     Each frame's predominant pitch is the candidate between ``fmin`` and ``fmax`` with the
@@ -146,8 +159,9 @@ def pitch_register(audio: np.ndarray | torch.Tensor, sr: int, fmin: float = REGI
     spec = np.abs(librosa.stft(wave, n_fft=REGISTER_FFT, hop_length=REGISTER_FFT // 8))
     freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=REGISTER_FFT)
     harmonics = list(range(1, REGISTER_HARMONICS + 1))
-    salience = librosa.salience(spec, freqs=freqs, harmonics=harmonics,
-                                weights=[REGISTER_DECAY ** (h - 1) for h in harmonics], fill_value=0.0)
+    salience = librosa.salience(
+        spec, freqs=freqs, harmonics=harmonics, weights=[REGISTER_DECAY ** (h - 1) for h in harmonics], fill_value=0.0
+    )
     band = (freqs >= fmin) & (freqs <= fmax)
     candidates, salience = freqs[band], salience[band]
     strength = salience.max(axis=0)

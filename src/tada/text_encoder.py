@@ -6,8 +6,9 @@ reads its pooled sentence embedding, tada-mini cross-attends to its token states
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -40,7 +41,8 @@ def token_states(texts: Sequence[str], max_length: int = MAX_TOKENS) -> tuple[to
     ``(len(texts), tokens)`` (bool), padded to the longest text. The empty text gives the
     two special tokens alone: that is the unconditional prompt of classifier-free guidance."""
     tokenizer, model = load_minilm()
-    batch = tokenizer([str(t) for t in texts], padding=True, truncation=True, max_length=max_length,
-                      return_tensors="pt")
+    batch = tokenizer(
+        [str(t) for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     states = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     return states.float(), batch["attention_mask"].bool()

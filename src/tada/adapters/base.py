@@ -9,9 +9,9 @@ scheduler's timesteps and its guidance layout.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -117,7 +117,9 @@ class Adapter(ABC):
             kinds = sorted({a.split(".", 1)[0] for a in self.sites})
             raise SiteError(
                 f"{self.family} has no site {alias!r}; sites look like "
-                + ", ".join(f"{k}.{next(a for a in self.sites if a.startswith(k + '.')).split('.', 1)[1]}" for k in kinds)
+                + ", ".join(
+                    f"{k}.{next(a for a in self.sites if a.startswith(k + '.')).split('.', 1)[1]}" for k in kinds
+                )
                 + " (run `tada sites` for the full list)"
             ) from None
 

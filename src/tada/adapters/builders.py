@@ -11,7 +11,8 @@ counts a full model's parameters without allocating it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from diffusers import (

@@ -8,9 +8,10 @@ order, the call's keyword for duration). Nothing about hooks lives here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,8 +55,12 @@ def _encode_ace_step(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
     text, text_mask, lyric, lyric_mask = pipe.encode_prompt(
         prompt=prompts, lyrics=[""] * len(prompts), device=pipe.transformer.device
     )
-    return {"text_hidden_states": text, "text_attention_mask": text_mask,
-            "lyric_hidden_states": lyric, "lyric_attention_mask": lyric_mask}
+    return {
+        "text_hidden_states": text,
+        "text_attention_mask": text_mask,
+        "lyric_hidden_states": lyric,
+        "lyric_attention_mask": lyric_mask,
+    }
 
 
 def _encode_stable_audio(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
@@ -78,7 +83,12 @@ ACE_STEP = FamilySpec(
     locate=_block_index,
     guidance_order=("cond", "uncond"),
     width=lambda d: int(d.config.hidden_size),
-    call_kwargs=lambda s, n, g, b: {"audio_duration": s, "num_inference_steps": n, "guidance_scale": g, "lyrics": [""] * b},
+    call_kwargs=lambda s, n, g, b: {
+        "audio_duration": s,
+        "num_inference_steps": n,
+        "guidance_scale": g,
+        "lyrics": [""] * b,
+    },
     encode=_encode_ace_step,
     sample_rate=lambda p: int(p.sample_rate),
     default_steps=8,
@@ -117,6 +127,7 @@ AUDIOLDM2 = FamilySpec(
     default_steps=200,
     default_guidance=3.5,
 )
+
 
 def _encode_tada_mini(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
     states, mask = pipe.encode_prompt(prompts)
@@ -171,7 +182,7 @@ class DiffusersAdapter(Adapter):
     @classmethod
     def from_pretrained(
         cls, family: str, path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
-    ) -> "DiffusersAdapter":
+    ) -> DiffusersAdapter:
         """Load a diffusers-format pipeline from a local directory (or a cached hub id)."""
         spec = FAMILY_SPECS[family]
         local = Path(path).expanduser()
@@ -181,15 +192,16 @@ class DiffusersAdapter(Adapter):
         pipeline_cls = _pipeline_class(spec.pipeline_class)
         try:
             pipe = pipeline_cls.from_pretrained(str(local) if local.exists() else str(path), torch_dtype=dtype)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TadaError(f"cannot load {family} weights from {path}: {first}") from None
         pipe.set_progress_bar_config(disable=True)
         return cls(spec, pipe.to(device), source=str(path))
 
     @classmethod
-    def random(cls, family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
-               device: str = "cpu") -> "DiffusersAdapter":
+    def random(
+        cls, family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    ) -> DiffusersAdapter:
         """The family's architecture with random weights (``tiny`` for tests, ``full`` for timing)."""
         from .builders import build_pipeline
 
@@ -234,7 +246,10 @@ class DiffusersAdapter(Adapter):
         self, prompts: list[str], generators: list[torch.Generator], seconds: float, steps: int, guidance: float
     ) -> GeneratedAudio:
         out = self.pipeline(
-            prompt=prompts, generator=generators, output_type="pt", return_dict=True,
+            prompt=prompts,
+            generator=generators,
+            output_type="pt",
+            return_dict=True,
             **self.spec.call_kwargs(seconds, steps, guidance, len(prompts)),
         )
         audio = out.audios

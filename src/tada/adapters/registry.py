@@ -13,8 +13,14 @@ from .base import Adapter
 from .diffusers_families import FAMILY_SPECS, DiffusersAdapter
 
 RANDOM_SIZES = ("tiny", "full")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,17 @@ def bundled_weights() -> Path:
 def model_kinds() -> list[ModelKind]:
     """What `tada models` lists."""
     kinds = [ModelKind(BUNDLED, "the bundled text-to-music model, trained by this project (no download)")]
-    kinds += [ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
-             for name, spec in FAMILY_SPECS.items()]
-    kinds += [ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
-              for name in FAMILY_SPECS]
-    kinds += [ModelKind(f"random-full:{name}", "full-size architecture, random weights (GPU timing)")
-              for name in FAMILY_SPECS]
+    kinds += [
+        ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
+        for name, spec in FAMILY_SPECS.items()
+    ]
+    kinds += [
+        ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
+        for name in FAMILY_SPECS
+    ]
+    kinds += [
+        ModelKind(f"random-full:{name}", "full-size architecture, random weights (GPU timing)") for name in FAMILY_SPECS
+    ]
     return kinds
 
 
@@ -59,8 +70,10 @@ def load_model(model_id: str, dtype: torch.dtype | str = torch.float32, device: 
     if model_id == BUNDLED:
         weights = bundled_weights()
         if not (weights / "model_index.json").is_file():
-            raise TadaError(f"tada-mini's weights are not in this installation ({weights}); "
-                            "train them with `tada mini train` or pass tada-mini:PATH")
+            raise TadaError(
+                f"tada-mini's weights are not in this installation ({weights}); "
+                "train them with `tada mini train` or pass tada-mini:PATH"
+            )
         return DiffusersAdapter.from_pretrained(BUNDLED, weights, dtype=dtype, device=device)
     head, sep, tail = model_id.partition(":")
     if not sep or not tail:
@@ -68,8 +81,9 @@ def load_model(model_id: str, dtype: torch.dtype | str = torch.float32, device: 
     if head.startswith("random-"):
         size = head.removeprefix("random-")
         if size not in RANDOM_SIZES or tail not in FAMILY_SPECS:
-            raise TadaError(f"unknown model id {model_id!r}; random models are random-{{tiny,full}}:"
-                            f"{{{','.join(FAMILY_SPECS)}}}")
+            raise TadaError(
+                f"unknown model id {model_id!r}; random models are random-{{tiny,full}}:{{{','.join(FAMILY_SPECS)}}}"
+            )
         return DiffusersAdapter.random(tail, size=size, dtype=dtype, device=device)
     if head not in FAMILY_SPECS:
         raise TadaError(f"unknown model family {head!r}; choose one of {', '.join(FAMILY_SPECS)} (see `tada models`)")

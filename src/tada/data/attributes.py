@@ -77,22 +77,71 @@ class GenreStyle:
 GENRES: dict[str, GenreStyle] = {
     g.name: g
     for g in (
-        GenreStyle("jazz", (70, 190), "jazz drums", ("upright bass",), ("piano", "electric piano", "electric guitar"),
-                   ("saxophone", "trumpet", "piano", "clarinet", "flute")),
-        GenreStyle("rock", (80, 180), "drums", ("bass",), ("electric guitar", "electric guitar", "acoustic guitar",
-                   "organ", "piano"), ("electric guitar", "synth lead", "harmonica")),
-        GenreStyle("classical", (60, 150), None, ("cello",), ("strings", "piano", "strings"),
-                   ("violin", "flute", "clarinet", "piano", "cello")),
-        GenreStyle("electronic", (100, 180), "drum machine", ("synth bass",), ("synth pad", "electric piano"),
-                   ("synth lead", "synth lead", "piano")),
-        GenreStyle("pop", (75, 150), "drums", ("bass", "synth bass"), ("piano", "acoustic guitar", "electric piano",
-                   "synth pad"), ("synth lead", "piano", "electric guitar", "flute")),
-        GenreStyle("hiphop", (65, 110), "drum machine", ("synth bass", "bass"), ("electric piano", "piano", "strings"),
-                   ("synth lead", "flute", "saxophone"), rap_share=0.75),
-        GenreStyle("folk", (60, 150), "drums", ("bass", "upright bass"), ("acoustic guitar", "acoustic guitar",
-                   "piano"), ("violin", "harmonica", "flute")),
-        GenreStyle("latin", (85, 180), "drums", ("bass",), ("piano", "acoustic guitar", "brass"),
-                   ("trumpet", "flute", "saxophone")),
+        GenreStyle(
+            "jazz",
+            (70, 190),
+            "jazz drums",
+            ("upright bass",),
+            ("piano", "electric piano", "electric guitar"),
+            ("saxophone", "trumpet", "piano", "clarinet", "flute"),
+        ),
+        GenreStyle(
+            "rock",
+            (80, 180),
+            "drums",
+            ("bass",),
+            ("electric guitar", "electric guitar", "acoustic guitar", "organ", "piano"),
+            ("electric guitar", "synth lead", "harmonica"),
+        ),
+        GenreStyle(
+            "classical",
+            (60, 150),
+            None,
+            ("cello",),
+            ("strings", "piano", "strings"),
+            ("violin", "flute", "clarinet", "piano", "cello"),
+        ),
+        GenreStyle(
+            "electronic",
+            (100, 180),
+            "drum machine",
+            ("synth bass",),
+            ("synth pad", "electric piano"),
+            ("synth lead", "synth lead", "piano"),
+        ),
+        GenreStyle(
+            "pop",
+            (75, 150),
+            "drums",
+            ("bass", "synth bass"),
+            ("piano", "acoustic guitar", "electric piano", "synth pad"),
+            ("synth lead", "piano", "electric guitar", "flute"),
+        ),
+        GenreStyle(
+            "hiphop",
+            (65, 110),
+            "drum machine",
+            ("synth bass", "bass"),
+            ("electric piano", "piano", "strings"),
+            ("synth lead", "flute", "saxophone"),
+            rap_share=0.75,
+        ),
+        GenreStyle(
+            "folk",
+            (60, 150),
+            "drums",
+            ("bass", "upright bass"),
+            ("acoustic guitar", "acoustic guitar", "piano"),
+            ("violin", "harmonica", "flute"),
+        ),
+        GenreStyle(
+            "latin",
+            (85, 180),
+            "drums",
+            ("bass",),
+            ("piano", "acoustic guitar", "brass"),
+            ("trumpet", "flute", "saxophone"),
+        ),
     )
 }
 
@@ -128,7 +177,7 @@ class ClipSpec:
                 names.append(name)
         return names
 
-    def with_instrument(self, old: str, new: str) -> "ClipSpec":
+    def with_instrument(self, old: str, new: str) -> ClipSpec:
         """The same piece with one instrument swapped (same notes, other timbre)."""
         if new not in INSTRUMENTS:
             raise KeyError(new)
@@ -141,7 +190,7 @@ class ClipSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ClipSpec":
+    def from_json(cls, data: dict[str, Any]) -> ClipSpec:
         data = dict(data)
         data["parts"] = tuple(Part(**p) for p in data["parts"])
         return cls(**data)
@@ -187,6 +236,12 @@ def sample_spec(seed: int, clip_id: str | None = None) -> ClipSpec:
         if melody != chords:
             parts.append(Part("melody", melody))
     return ClipSpec(
-        id=clip_id or f"clip-{seed}", seed=seed, genre=genre.name, bpm=bpm, mode=mode,
-        tonic=rng.randrange(12), parts=tuple(parts), vocals=vocals,
+        id=clip_id or f"clip-{seed}",
+        seed=seed,
+        genre=genre.name,
+        bpm=bpm,
+        mode=mode,
+        tonic=rng.randrange(12),
+        parts=tuple(parts),
+        vocals=vocals,
     )

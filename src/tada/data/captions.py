@@ -87,7 +87,7 @@ def _tempo_word(bpm: int, rng: random.Random) -> str:
 
 
 def with_articles(text: str) -> str:
-    """"a" before a vowel becomes "an"."""
+    """ "a" before a vowel becomes "an"."""
     return _ARTICLE.sub(lambda m: m.group(1) + "n " + m.group(2), text)
 
 
@@ -104,8 +104,12 @@ def caption(spec: ClipSpec, variant: int = 0) -> str:
     instruments = _join([rng.choice(INSTRUMENT_WORDS[n]) for n in names])
     if spec.vocals is not None and rng.random() < 0.92:
         voice = rng.choice(VOCAL_WORDS[(spec.vocals["gender"], spec.vocals["style"])])
-        vocals = {"with": f" and {voice}", "and": f", plus {voice}", "comma": f", {voice}",
-                  "sentence": f". There is {voice}."}
+        vocals = {
+            "with": f" and {voice}",
+            "and": f", plus {voice}",
+            "comma": f", {voice}",
+            "sentence": f". There is {voice}.",
+        }
     elif spec.vocals is None and rng.random() < 0.5:
         word = rng.choice(NO_VOCALS)
         vocals = {"with": f", {word}", "and": f"; {word}", "comma": f", {word}", "sentence": f". It is {word}."}

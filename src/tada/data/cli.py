@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,16 +15,25 @@ def make(
     seed: int = typer.Option(0, help="Seed of the first clip; clip i has seed SEED + i."),
     out: Path = typer.Option(..., help="Corpus directory (audio/ and labels.jsonl); resumes if partly built."),
     workers: int = typer.Option(2, help="Rendering processes."),
-    soundfont: Optional[str] = typer.Option(None, help="General MIDI .sf2 (default: FluidR3_GM from Debian)."),
-    mode_twins: bool = typer.Option(False, help="Also render each clip in the other mode (same notes by degree, "
-                                                "same tonic): major/minor pairs for tada-mini's training."),
-    gender_twins: bool = typer.Option(False, help="Also render each clip with vocals with the other gender's voice "
-                                                  "(same accompaniment, words and rhythm): female/male pairs."),
+    soundfont: str | None = typer.Option(None, help="General MIDI .sf2 (default: FluidR3_GM from Debian)."),
+    mode_twins: bool = typer.Option(
+        False,
+        help="Also render each clip in the other mode (same notes by degree, "
+        "same tonic): major/minor pairs for tada-mini's training.",
+    ),
+    gender_twins: bool = typer.Option(
+        False,
+        help="Also render each clip with vocals with the other gender's voice "
+        "(same accompaniment, words and rhythm): female/male pairs.",
+    ),
 ) -> None:
     """Render N labelled clips with FluidSynth and espeak-ng."""
     from .corpus import make_corpus
 
-    report = make_corpus(n, seed, out, workers=workers, soundfont=soundfont, mode_twins=mode_twins,
-                         gender_twins=gender_twins)
-    typer.echo(f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
-               f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)")
+    report = make_corpus(
+        n, seed, out, workers=workers, soundfont=soundfont, mode_twins=mode_twins, gender_twins=gender_twins
+    )
+    typer.echo(
+        f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
+        f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)"
+    )

@@ -21,10 +21,26 @@ PROGRESSIONS = {
     "major": ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 0, 4, 3)),
     "minor": ((0, 3, 4, 0), (0, 4, 3, 0), (0, 3, 0, 4), (0, 0, 4, 3)),
 }
-CHORD_STYLE = {"jazz": "comp", "rock": "eighths", "classical": "arpeggio", "electronic": "sustain",
-               "pop": "quarters", "hiphop": "halves", "folk": "strum", "latin": "montuno"}
-BASS_STYLE = {"jazz": "walking", "rock": "eighths", "classical": "halves", "electronic": "offbeat",
-              "pop": "eighths", "hiphop": "hiphop", "folk": "root_fifth", "latin": "tumbao"}
+CHORD_STYLE = {
+    "jazz": "comp",
+    "rock": "eighths",
+    "classical": "arpeggio",
+    "electronic": "sustain",
+    "pop": "quarters",
+    "hiphop": "halves",
+    "folk": "strum",
+    "latin": "montuno",
+}
+BASS_STYLE = {
+    "jazz": "walking",
+    "rock": "eighths",
+    "classical": "halves",
+    "electronic": "offbeat",
+    "pop": "eighths",
+    "hiphop": "hiphop",
+    "folk": "root_fifth",
+    "latin": "tumbao",
+}
 
 # Drum patterns on a 16-step bar: (GM drum pitch, steps, velocity).
 KICK, SNARE, RIM, CLAP, HAT, PEDAL, OPEN, RIDE, CRASH = 36, 38, 37, 39, 42, 44, 46, 51, 49
@@ -33,12 +49,22 @@ DRUMS = {
     "rock": ((KICK, (0, 8, 10), 110), (SNARE, (4, 12), 105), (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 80)),
     "pop": ((KICK, (0, 6, 8), 105), (SNARE, (4, 12), 95), (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 70)),
     "jazz": ((RIDE, (0, 4, 6, 8, 12, 14), 75), (PEDAL, (4, 12), 60), (KICK, (0,), 55), (SNARE, (7, 14), 40)),
-    "electronic": ((KICK, (0, 4, 8, 12), 120), (CLAP, (4, 12), 100), (OPEN, (2, 6, 10, 14), 75),
-                   (HAT, tuple(range(16)), 55)),
+    "electronic": (
+        (KICK, (0, 4, 8, 12), 120),
+        (CLAP, (4, 12), 100),
+        (OPEN, (2, 6, 10, 14), 75),
+        (HAT, tuple(range(16)), 55),
+    ),
     "hiphop": ((KICK, (0, 7, 10), 115), (SNARE, (4, 12), 110), (HAT, (0, 2, 4, 6, 8, 10, 12, 14), 65)),
     "folk": ((KICK, (0, 8), 80), (RIM, (4, 12), 70), (MARACAS, (0, 2, 4, 6, 8, 10, 12, 14), 60)),
-    "latin": ((KICK, (0, 6, 8), 90), (CLAVES, (0, 3, 6, 10, 12), 85), (CONGA_MUTE, (2, 10), 80),
-              (CONGA_OPEN, (6, 7, 14, 15), 90), (BONGO_HI, (4, 12), 70), (MARACAS, tuple(range(16)), 50)),
+    "latin": (
+        (KICK, (0, 6, 8), 90),
+        (CLAVES, (0, 3, 6, 10, 12), 85),
+        (CONGA_MUTE, (2, 10), 80),
+        (CONGA_OPEN, (6, 7, 14, 15), 90),
+        (BONGO_HI, (4, 12), 70),
+        (MARACAS, tuple(range(16)), 50),
+    ),
     "classical": (),
 }
 SWING = {"jazz": 1 / 3, "hiphop": 1 / 6}  # offbeat eighths delayed by this share of a beat
@@ -144,8 +170,12 @@ def _bass(spec: ClipSpec, idx: int, grid: Grid, prog: tuple[int, ...], rng: rand
         chord = chord_pitches(spec, prog[bar % len(prog)], base=36)
         root, fifth = _fit(chord[0], inst.low, inst.low + 14), _fit(chord[2], inst.low, inst.low + 19)
         if style == "walking":
-            walk = [root, _fit(chord[1], inst.low, inst.low + 16), fifth,
-                    _fit(root + scale[rng.randrange(7)], inst.low, inst.low + 19)]
+            walk = [
+                root,
+                _fit(chord[1], inst.low, inst.low + 16),
+                fifth,
+                _fit(root + scale[rng.randrange(7)], inst.low, inst.low + 19),
+            ]
             hits = [(s, 4, walk[s // 4]) for s in range(0, 16, 4)]
         elif style == "eighths":
             hits = [(s, 2, root) for s in range(0, 16, 2)]
@@ -165,8 +195,9 @@ def _bass(spec: ClipSpec, idx: int, grid: Grid, prog: tuple[int, ...], rng: rand
     return notes
 
 
-def melody_line(spec: ClipSpec, grid: Grid, prog: tuple[int, ...], rng: random.Random,
-                low: int, high: int) -> list[tuple[float, float, int]]:
+def melody_line(
+    spec: ClipSpec, grid: Grid, prog: tuple[int, ...], rng: random.Random, low: int, high: int
+) -> list[tuple[float, float, int]]:
     """(start, duration, pitch) of a scale-wise melody that lands on chord tones on strong beats."""
     scale = SCALES[spec.mode]
     fast = spec.bpm >= 120
@@ -192,8 +223,10 @@ def melody_line(spec: ClipSpec, grid: Grid, prog: tuple[int, ...], rng: random.R
 
 def _melody(spec: ClipSpec, idx: int, grid: Grid, prog: tuple[int, ...], rng: random.Random) -> list[Note]:
     inst = INSTRUMENTS[spec.parts[idx].instrument]
-    return [Note(idx, pitch, start, start + dur * 0.92, 85 + rng.randrange(20))
-            for start, dur, pitch in melody_line(spec, grid, prog, rng, inst.low, inst.high)]
+    return [
+        Note(idx, pitch, start, start + dur * 0.92, 85 + rng.randrange(20))
+        for start, dur, pitch in melody_line(spec, grid, prog, rng, inst.low, inst.high)
+    ]
 
 
 def _drums(spec: ClipSpec, idx: int, grid: Grid, prog: tuple[int, ...], rng: random.Random) -> list[Note]:
@@ -227,9 +260,42 @@ def compose(spec: ClipSpec) -> list[Note]:
     return [n for n in notes if n.start < spec.seconds]
 
 
-LYRICS = ("love", "night", "city", "dream", "fire", "heart", "light", "rain", "home", "road", "sky", "gold",
-          "run", "stay", "free", "alive", "tonight", "forever", "baby", "together", "shine", "rise", "fall",
-          "ocean", "summer", "money", "street", "crown", "rhythm", "flow", "hold", "away", "believe", "morning")
+LYRICS = (
+    "love",
+    "night",
+    "city",
+    "dream",
+    "fire",
+    "heart",
+    "light",
+    "rain",
+    "home",
+    "road",
+    "sky",
+    "gold",
+    "run",
+    "stay",
+    "free",
+    "alive",
+    "tonight",
+    "forever",
+    "baby",
+    "together",
+    "shine",
+    "rise",
+    "fall",
+    "ocean",
+    "summer",
+    "money",
+    "street",
+    "crown",
+    "rhythm",
+    "flow",
+    "hold",
+    "away",
+    "believe",
+    "morning",
+)
 
 
 def vocal_line(spec: ClipSpec) -> list[VocalNote]:
@@ -248,5 +314,7 @@ def vocal_line(spec: ClipSpec) -> list[VocalNote]:
     for bar in range(grid.n_bars):
         for step in range(0, 16, 2):
             if rng.random() < 0.85:
-                words.append(VocalNote(rng.choice(LYRICS), grid.at(bar, step), grid.beat / 2, base + rng.choice((0, 0, 2, -2))))
+                words.append(
+                    VocalNote(rng.choice(LYRICS), grid.at(bar, step), grid.beat / 2, base + rng.choice((0, 0, 2, -2)))
+                )
     return [w for w in words if w.start < spec.seconds]

@@ -18,9 +18,10 @@ import json
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -73,8 +74,15 @@ def twin_kind(record: dict[str, Any]) -> str | None:
 def label(spec: ClipSpec, path: str, twin_of: str | None = None, kind: str = "mode") -> dict[str, Any]:
     """The labels.jsonl record of one clip (``spec`` keeps what re-rendering needs)."""
     record = {
-        "id": spec.id, "path": path, "caption": caption(spec), "bpm": spec.bpm, "mode": spec.mode,
-        "genre": spec.genre, "instruments": spec.instruments, "vocals": spec.vocals, "seed": spec.seed,
+        "id": spec.id,
+        "path": path,
+        "caption": caption(spec),
+        "bpm": spec.bpm,
+        "mode": spec.mode,
+        "genre": spec.genre,
+        "instruments": spec.instruments,
+        "vocals": spec.vocals,
+        "seed": spec.seed,
         "spec": spec.to_json(),
     }
     if twin_of:
@@ -159,8 +167,16 @@ def label_order(record: dict[str, Any]) -> tuple[int, int]:
     return record["seed"], 0 if kind is None else 1 + TWIN_KINDS.index(kind)
 
 
-def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont: str | None = None,
-                progress: bool = True, mode_twins: bool = False, gender_twins: bool = False) -> CorpusReport:
+def make_corpus(
+    n: int,
+    seed: int,
+    out: str | Path,
+    workers: int = 2,
+    soundfont: str | None = None,
+    progress: bool = True,
+    mode_twins: bool = False,
+    gender_twins: bool = False,
+) -> CorpusReport:
     """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done),
     with ``mode_twins`` also each clip's :func:`mode_twin`, with ``gender_twins`` each vocal
     clip's :func:`gender_twin`. Twins rendered by an earlier run are kept either way."""
@@ -172,8 +188,13 @@ def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont:
     if mode_twins:
         wanted.update({clip_id(s) + TWIN_SUFFIX: (s, "mode") for s in range(seed, seed + n)})
     if gender_twins:  # drawing a spec costs microseconds; only clips with vocals have a gender twin
-        wanted.update({clip_id(s) + GENDER_TWIN_SUFFIX: (s, "gender") for s in range(seed, seed + n)
-                       if sample_spec(s).vocals is not None})
+        wanted.update(
+            {
+                clip_id(s) + GENDER_TWIN_SUFFIX: (s, "gender")
+                for s in range(seed, seed + n)
+                if sample_spec(s).vocals is not None
+            }
+        )
     done = [r for r in read_labels(out) if r["id"] in wanted or r.get("twin_of") in wanted]
     done_ids = {r["id"] for r in done}
     _write_labels(out, done)
@@ -183,8 +204,10 @@ def make_corpus(n: int, seed: int, out: str | Path, workers: int = 2, soundfont:
         check_tools(soundfont)  # fail fast, with one clear line, if FluidSynth or espeak-ng is missing
         # spawn, not fork: a forked child of a process that already runs FluidSynth threads can deadlock
         context = mp.get_context("spawn")
-        with context.Pool(max(1, workers), initializer=_init_worker, initargs=(soundfont,)) as pool, \
-                (out / LABELS).open("a", encoding="utf-8") as labels:
+        with (
+            context.Pool(max(1, workers), initializer=_init_worker, initargs=(soundfont,)) as pool,
+            (out / LABELS).open("a", encoding="utf-8") as labels,
+        ):
             results = pool.imap_unordered(_make_clip, _jobs(todo, out), chunksize=2)
             for record in tqdm(results, total=len(todo), desc="rendering corpus", unit="clip", disable=not progress):
                 labels.write(json.dumps(record) + "\n")

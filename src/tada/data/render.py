@@ -33,7 +33,7 @@ VOICE_LEVEL = 0.8  # vocal RMS relative to the instruments' RMS
 
 
 def find_soundfont(path: str | None = None) -> str:
-    for candidate in ([path] if path else SOUNDFONTS):
+    for candidate in [path] if path else SOUNDFONTS:
         if candidate and Path(candidate).is_file():
             return candidate
     raise TadaError("no General MIDI soundfont found: install fluid-soundfont-gm (run `make setup`)")
@@ -66,8 +66,16 @@ class Renderer:
         self._fluidsynth = fluidsynth
         self._keeper, _ = self._new_synth()
         self._write = fluidsynth._fl.fluid_synth_write_float
-        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._write.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
         self._write.restype = ctypes.c_int
 
     def _new_synth(self):
@@ -98,8 +106,9 @@ class Renderer:
 
         for idx, part in enumerate(spec.parts):
             inst = INSTRUMENTS[part.instrument]
-            synth.program_select(channel(idx), sfid, 128 if inst.is_drum else 0,
-                                 inst.drum_kit if inst.is_drum else inst.program)
+            synth.program_select(
+                channel(idx), sfid, 128 if inst.is_drum else 0, inst.drum_kit if inst.is_drum else inst.program
+            )
             if inst.is_drum:  # broadband drums at full volume drown the harmony (and so the mode)
                 synth.cc(channel(idx), 7, DRUM_VOLUME)
         events: list[tuple[int, int, int, int, int]] = []  # (frame, on, channel, pitch, velocity)
@@ -127,8 +136,8 @@ class Renderer:
         mix = self.instruments(spec)
         if spec.vocals is not None:
             voice = render_vocals(spec)
-            inst_rms = float(np.sqrt(np.mean(mix ** 2))) or 1e-3
-            voice_rms = float(np.sqrt(np.mean(voice ** 2))) or 1e-3
+            inst_rms = float(np.sqrt(np.mean(mix**2))) or 1e-3
+            voice_rms = float(np.sqrt(np.mean(voice**2))) or 1e-3
             mix = mix + voice * (VOICE_LEVEL * inst_rms / voice_rms)
         peak = float(np.abs(mix).max())
         return (mix * (0.9 / peak) if peak > 0 else mix).astype(np.float32)
@@ -138,12 +147,15 @@ class Renderer:
 def _espeak_word(word: str, voice: str, pitch: int, speed: int) -> np.ndarray:
     """One word from espeak-ng at 16 kHz (cached: lyrics reuse a small vocabulary)."""
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run([ESPEAK, "-v", f"en-us+{voice}", "-p", str(pitch), "-s", str(speed), "-w", tmp.name, word],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [ESPEAK, "-v", f"en-us+{voice}", "-p", str(pitch), "-s", str(speed), "-w", tmp.name, word],
+            check=True,
+            capture_output=True,
+        )
         audio, rate = sf.read(tmp.name, dtype="float32")
     audio = resample_poly(audio, SAMPLE_RATE, rate).astype(np.float32) if rate != SAMPLE_RATE else audio
     nonzero = np.flatnonzero(np.abs(audio) > 1e-3)
-    return audio[nonzero[0]: nonzero[-1] + 1] if len(nonzero) else audio
+    return audio[nonzero[0] : nonzero[-1] + 1] if len(nonzero) else audio
 
 
 def _place(out: np.ndarray, audio: np.ndarray, start: float, duration: float) -> None:
@@ -154,7 +166,7 @@ def _place(out: np.ndarray, audio: np.ndarray, start: float, duration: float) ->
     clip = audio[:length].copy()
     fade = min(160, length)
     clip[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    out[begin: begin + length] += clip
+    out[begin : begin + length] += clip
 
 
 def render_vocals(spec: ClipSpec) -> np.ndarray:

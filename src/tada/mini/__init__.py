@@ -1,4 +1,4 @@
-"""tada-mini: the project's own small text-to-music diffusion model (see README, "tada-mini")."""
+"""tada-mini: the project's own small text-to-music diffusion model (model card: docs/tada-mini.md)."""
 
 from pathlib import Path
 

@@ -39,9 +39,17 @@ class MelAutoencoder(ModelMixin, ConfigMixin):
     ``(B, latent_channels, frames // downsample)``; ``decode``: latent -> normalised log-mel."""
 
     @register_to_config
-    def __init__(self, n_mels: int = N_MELS, channels: int = 192, latent_channels: int = 32,
-                 blocks_per_level: int = 2, downsample: int = 4, scaling_factor: float = 1.0,
-                 mel_mean: list[float] | None = None, mel_std: list[float] | None = None):
+    def __init__(
+        self,
+        n_mels: int = N_MELS,
+        channels: int = 192,
+        latent_channels: int = 32,
+        blocks_per_level: int = 2,
+        downsample: int = 4,
+        scaling_factor: float = 1.0,
+        mel_mean: list[float] | None = None,
+        mel_std: list[float] | None = None,
+    ):
         super().__init__()
         if downsample not in (1, 2, 4, 8):
             raise ValueError("downsample must be 1, 2, 4 or 8")

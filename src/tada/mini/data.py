@@ -36,8 +36,9 @@ def _clip_mel(path: str) -> torch.Tensor:
     return log_mel(load_16k(path)).half()
 
 
-def corpus_mels(corpus: str | Path, records: list[dict[str, Any]], cache: str | Path,
-                progress: bool = True) -> torch.Tensor:
+def corpus_mels(
+    corpus: str | Path, records: list[dict[str, Any]], cache: str | Path, progress: bool = True
+) -> torch.Tensor:
     """Log-mels ``(clips, 256, frames)`` float16 of every labelled clip, cached by a fingerprint of the labels."""
     from ..training.parallel import map_files
     from . import mel
@@ -66,8 +67,13 @@ def caption_variants(records: list[dict[str, Any]], per_clip: int, short: int = 
     out = []
     for record in records:
         spec = ClipSpec.from_json(record["spec"])
-        out.append([record["caption"], *(caption(spec, v) for v in range(1, per_clip)),
-                    *(short_caption(spec, v) for v in range(short))])
+        out.append(
+            [
+                record["caption"],
+                *(caption(spec, v) for v in range(1, per_clip)),
+                *(short_caption(spec, v) for v in range(short)),
+            ]
+        )
     return out
 
 
@@ -88,8 +94,11 @@ def prune_text_encoder(texts: list[str], directory: str | Path) -> list[list[int
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=1))
-    save_stamped(directory / "model.safetensors", {k: v.half() for k, v in state.items()},
-                 metadata={"format": "pt", "original_ids": json.dumps(used)})
+    save_stamped(
+        directory / "model.safetensors",
+        {k: v.half() for k, v in state.items()},
+        metadata={"format": "pt", "original_ids": json.dumps(used)},
+    )
     return [[remap[t] for t in row] for row in ids]
 
 
@@ -98,8 +107,13 @@ def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu
     from transformers import BertConfig, BertModel
 
     directory = Path(directory)
-    config = BertConfig(**{k: v for k, v in json.loads((directory / "config.json").read_text()).items()
-                           if k not in ("architectures", "transformers_version")})
+    config = BertConfig(
+        **{
+            k: v
+            for k, v in json.loads((directory / "config.json").read_text()).items()
+            if k not in ("architectures", "transformers_version")
+        }
+    )
     state = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
     model = BertModel(config, add_pooling_layer="pooler.dense.weight" in state)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -108,8 +122,14 @@ def load_pruned_encoder(directory: str | Path, device: str | torch.device = "cpu
     return model.eval().requires_grad_(False).to(device)
 
 
-def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[list[str]],
-                   info: dict[str, Any], twins: list[tuple[int, int]] = (), kinds: list[str] = ()) -> Path:
+def write_trainset(
+    directory: str | Path,
+    latents: torch.Tensor,
+    captions: list[list[str]],
+    info: dict[str, Any],
+    twins: list[tuple[int, int]] = (),
+    kinds: list[str] = (),
+) -> Path:
     """The transformer stage's whole input: latents, caption token ids, the cut-down encoder,
     and which clips are twins of each other (row pairs, original first; a clip may have a
     mode twin and a gender twin) and each pair's kind (``TWIN_KINDS``; mode when not given)."""
@@ -125,11 +145,20 @@ def write_trainset(directory: str | Path, latents: torch.Tensor, captions: list[
     if len(kinds) != len(pairs):
         raise TadaError(f"{len(pairs)} twin pairs but {len(kinds)} kinds")
     pair_kinds = torch.tensor([TWIN_KINDS.index(k) for k in kinds], dtype=torch.int32)
-    save_stamped(directory / LATENTS, {"latents": latents.half(), "tokens": tokens, "lengths": lengths,
-                                       "twin_pairs": pairs, "twin_kinds": pair_kinds},
-                 metadata={"captions_per_clip": str(per_clip)})
-    (directory / TRAINSET_INFO).write_text(json.dumps({**info, "clips": int(latents.shape[0]),
-                                                        "captions_per_clip": per_clip}, indent=1))
+    save_stamped(
+        directory / LATENTS,
+        {
+            "latents": latents.half(),
+            "tokens": tokens,
+            "lengths": lengths,
+            "twin_pairs": pairs,
+            "twin_kinds": pair_kinds,
+        },
+        metadata={"captions_per_clip": str(per_clip)},
+    )
+    (directory / TRAINSET_INFO).write_text(
+        json.dumps({**info, "clips": int(latents.shape[0]), "captions_per_clip": per_clip}, indent=1)
+    )
     return directory
 
 
@@ -141,8 +170,10 @@ class TrainSet:
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         if not (directory / TRAINSET_INFO).is_file():
-            raise TadaError(f"{directory} is not a tada-mini training set (no {TRAINSET_INFO}); "
-                            "build one with `tada mini train --stage trainset`")
+            raise TadaError(
+                f"{directory} is not a tada-mini training set (no {TRAINSET_INFO}); "
+                "build one with `tada mini train --stage trainset`"
+            )
         self.directory = directory
         self.info = json.loads((directory / TRAINSET_INFO).read_text())
         tensors = load_file(str(directory / LATENTS))
@@ -155,11 +186,12 @@ class TrainSet:
             self.pairs = torch.stack([firsts, twin[firsts]], dim=1)
         else:
             self.pairs = torch.zeros(0, 2, dtype=torch.long)
-        self.pair_kinds = (tensors["twin_kinds"].long() if "twin_kinds" in tensors
-                           else torch.zeros(len(self.pairs), dtype=torch.long))
+        self.pair_kinds = (
+            tensors["twin_kinds"].long() if "twin_kinds" in tensors else torch.zeros(len(self.pairs), dtype=torch.long)
+        )
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), tensors["lengths"].long().cumsum(0)])
         tokens = tensors["tokens"].long()
-        self.token_ids = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+        self.token_ids = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         self.per_clip = int(self.info["captions_per_clip"])
         if len(self.token_ids) != self.latents.shape[0] * self.per_clip + 1:
             raise TadaError(f"{directory}: {len(self.token_ids)} captions for {self.latents.shape[0]} clips")
@@ -170,8 +202,9 @@ class TrainSet:
         return len(self.token_ids) - 1
 
     @torch.no_grad()
-    def token_states(self, device: str | torch.device = "cpu", batch: int = 256,
-                     captions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_states(
+        self, device: str | torch.device = "cpu", batch: int = 256, captions: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every caption's (or only ``captions``', in that order) MiniLM token states padded to the
         longest, ``(captions, L, 384)``, and the mask of real tokens ``(captions, L)``; a batch of
         captions is then one index."""
@@ -181,14 +214,15 @@ class TrainSet:
         ids = torch.zeros(len(token_ids), width, dtype=torch.long)
         mask = torch.zeros(len(token_ids), width, dtype=torch.bool)
         for i, r in enumerate(token_ids):
-            ids[i, :len(r)], mask[i, :len(r)] = r, True
+            ids[i, : len(r)], mask[i, : len(r)] = r, True
         ids, mask = ids.to(device), mask.to(device)
         states = torch.zeros(*ids.shape, encoder.config.hidden_size, device=device)
         # shortest captions first, each batch cut to its own longest: half the work of padding all to the longest
         order = torch.argsort(mask.sum(dim=1)).to(device)
         for start in range(0, len(order), batch):
-            rows = order[start:start + batch]
+            rows = order[start : start + batch]
             cut = int(mask[rows].sum(dim=1).max())
-            states[rows, :cut] = encoder(input_ids=ids[rows, :cut],
-                                         attention_mask=mask[rows, :cut].long()).last_hidden_state.float()
+            states[rows, :cut] = encoder(
+                input_ids=ids[rows, :cut], attention_mask=mask[rows, :cut].long()
+            ).last_hidden_state.float()
         return states * mask[..., None], mask

@@ -9,9 +9,9 @@ batch as ``(uncond, cond)``, the unconditional prompt being the empty text.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -52,8 +52,9 @@ def default_scheduler() -> FlowMatchEulerDiscreteScheduler:
 class TadaMiniPipeline:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, transformer: TadaMiniTransformer, autoencoder: MelAutoencoder,
-                 scheduler: FlowMatchEulerDiscreteScheduler):
+    def __init__(
+        self, transformer: TadaMiniTransformer, autoencoder: MelAutoencoder, scheduler: FlowMatchEulerDiscreteScheduler
+    ):
         self.transformer = transformer.eval()
         self.autoencoder = autoencoder.eval()
         self.scheduler = scheduler
@@ -61,7 +62,7 @@ class TadaMiniPipeline:
 
     # -- diffusers conventions ------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, torch_dtype: torch.dtype = torch.float32) -> "TadaMiniPipeline":
+    def from_pretrained(cls, path: str | Path, torch_dtype: torch.dtype = torch.float32) -> TadaMiniPipeline:
         root = Path(path)
         if not (root / MODEL_INDEX).is_file():
             raise TadaError(f"{root} is not a tada-mini model directory (no {MODEL_INDEX})")
@@ -69,7 +70,7 @@ class TadaMiniPipeline:
             transformer = TadaMiniTransformer.from_pretrained(root / "transformer", torch_dtype=torch_dtype)
             autoencoder = MelAutoencoder.from_pretrained(root / "autoencoder", torch_dtype=torch_dtype)
             scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(root / "scheduler")
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TadaError(f"cannot load tada-mini from {root}: {first}") from None
         return cls(transformer, autoencoder, scheduler)
@@ -80,9 +81,11 @@ class TadaMiniPipeline:
         self.transformer.save_pretrained(root / "transformer")
         self.autoencoder.save_pretrained(root / "autoencoder")
         self.scheduler.save_pretrained(root / "scheduler")
-        index = {"_class_name": type(self).__name__, "_tada_family": "tada-mini",
-                 **{name: [type(getattr(self, name)).__module__, type(getattr(self, name)).__name__]
-                    for name in COMPONENTS}}
+        index = {
+            "_class_name": type(self).__name__,
+            "_tada_family": "tada-mini",
+            **{name: [type(getattr(self, name)).__module__, type(getattr(self, name)).__name__] for name in COMPONENTS},
+        }
         (root / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
         return root
 
@@ -90,7 +93,7 @@ class TadaMiniPipeline:
     def components(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in COMPONENTS}
 
-    def to(self, device: str | torch.device) -> "TadaMiniPipeline":
+    def to(self, device: str | torch.device) -> TadaMiniPipeline:
         self.transformer.to(device)
         self.autoencoder.to(device)
         return self
@@ -120,8 +123,9 @@ class TadaMiniPipeline:
         limit = self.transformer.max_frames
         if not 1 <= frames <= limit:
             step = self.autoencoder.downsample * HOP / SAMPLE_RATE
-            raise TadaError(f"tada-mini generates between {step:.2f} and {limit * step:.1f} seconds "
-                            f"(asked for {seconds:g})")
+            raise TadaError(
+                f"tada-mini generates between {step:.2f} and {limit * step:.1f} seconds (asked for {seconds:g})"
+            )
         return frames
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -131,27 +135,39 @@ class TadaMiniPipeline:
         return mel_to_audio(ae.stats.denormalise(mel.float()))
 
     @torch.no_grad()
-    def __call__(self, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
-                 num_inference_steps: int = 30, guidance_scale: float = 4.0, audio_length_in_s: float = 5.0,
-                 generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                 output_type: str = "pt", return_dict: bool = True) -> TadaMiniOutput:
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | Sequence[str] | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float = 4.0,
+        audio_length_in_s: float = 5.0,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ) -> TadaMiniOutput:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         batch = len(prompts)
-        negatives = [""] * batch if negative_prompt is None else (
-            [negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt))
+        negatives = (
+            [""] * batch
+            if negative_prompt is None
+            else ([negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt))
+        )
         frames = self.latent_frames(audio_length_in_s)
         channels = int(self.transformer.config.in_channels)
         generators = generator if isinstance(generator, (list, tuple)) else [generator] * batch
-        latents = torch.cat([torch.randn((1, channels, frames), generator=g, dtype=torch.float32)
-                             for g in generators]).to(self.device, self.dtype)
+        latents = torch.cat(
+            [torch.randn((1, channels, frames), generator=g, dtype=torch.float32) for g in generators]
+        ).to(self.device, self.dtype)
         guided = guidance_scale != 1.0
         cond = self.encode_prompt(prompts)
         states, mask = _pad_cat([self.encode_prompt(negatives), cond]) if guided else cond
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for t in tqdm(self.scheduler.timesteps, **self._bar):
             model_in = torch.cat([latents, latents]) if guided else latents
-            velocity = self.transformer(model_in, t.expand(model_in.shape[0]), encoder_hidden_states=states,
-                                        encoder_attention_mask=mask)
+            velocity = self.transformer(
+                model_in, t.expand(model_in.shape[0]), encoder_hidden_states=states, encoder_attention_mask=mask
+            )
             if guided:
                 uncond, conditional = velocity.chunk(2)
                 velocity = uncond + guidance_scale * (conditional - uncond)

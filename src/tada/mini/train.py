@@ -48,20 +48,30 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if AE_FROM in config["autoencoder"]:
         check_keys(config["autoencoder"], (AE_FROM,), f"{path} [autoencoder]", (DECODER,))
         if DECODER in config["autoencoder"]:
-            check_keys(config["autoencoder"][DECODER], train_autoencoder.DECODER_KEYS,
-                       f"{path} [autoencoder.decoder]", OPTIONAL_KEYS)
+            check_keys(
+                config["autoencoder"][DECODER],
+                train_autoencoder.DECODER_KEYS,
+                f"{path} [autoencoder.decoder]",
+                OPTIONAL_KEYS,
+            )
     else:
         check_keys(config["autoencoder"], train_autoencoder.KEYS, f"{path} [autoencoder]", OPTIONAL_KEYS)
     check_keys(config["trainset"], TRAINSET_KEYS, f"{path} [trainset]", TRAINSET_OPTIONAL)
     if AE_FROM in config["transformer"]:
         check_keys(config["transformer"], (AE_FROM,), f"{path} [transformer]")
     else:
-        check_keys(config["transformer"], train_transformer.KEYS, f"{path} [transformer]",
-                   OPTIONAL_KEYS + train_transformer.OPTIONAL)
+        check_keys(
+            config["transformer"],
+            train_transformer.KEYS,
+            f"{path} [transformer]",
+            OPTIONAL_KEYS + train_transformer.OPTIONAL,
+        )
     reused = config["transformer"].get("init_from") or config["transformer"].get(AE_FROM)
     if reused and AE_FROM not in config["autoencoder"]:
-        raise TadaError(f"{path}: a transformer trained before (init_from or from) must keep its base model's "
-                        'latents: set "autoencoder" to {"from": "<base model>/autoencoder"}')
+        raise TadaError(
+            f"{path}: a transformer trained before (init_from or from) must keep its base model's "
+            'latents: set "autoencoder" to {"from": "<base model>/autoencoder"}'
+        )
     return config
 
 
@@ -91,8 +101,14 @@ def _trainset_records(corpus: str | Path, config: dict[str, Any]) -> list[dict[s
     return _records(corpus, bool(section.get("mode_twins", False)), bool(section.get("gender_twins", False)))
 
 
-def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, device: str = "cpu",
-                      time_limit: float | None = None, progress: bool = True) -> bool:
+def autoencoder_stage(
+    corpus: str | Path,
+    config: dict[str, Any],
+    out: Path,
+    device: str = "cpu",
+    time_limit: float | None = None,
+    progress: bool = True,
+) -> bool:
     """Train the autoencoder (or copy the one the config names); whether the stage is done."""
     from .data import corpus_mels
 
@@ -105,10 +121,16 @@ def autoencoder_stage(corpus: str | Path, config: dict[str, Any], out: Path, dev
     # training set holds (twins too), the audio generation is asked to decode
     records = _trainset_records(corpus, config) if base is not None else _records(corpus)
     mels = corpus_mels(corpus, records, out / "cache", progress)
-    trainer = train_autoencoder.AutoencoderTrainer(mels, [r["id"] for r in records],
-                                                   section[DECODER] if base is not None else section,
-                                                   config["seed"], out / "autoencoder", device=device,
-                                                   progress=progress, base=base)
+    trainer = train_autoencoder.AutoencoderTrainer(
+        mels,
+        [r["id"] for r in records],
+        section[DECODER] if base is not None else section,
+        config["seed"],
+        out / "autoencoder",
+        device=device,
+        progress=progress,
+        base=base,
+    )
     trainer.resume()
     if not (trainer.done and (out / "autoencoder" / "model").is_dir()):
         trainer.run(time_limit=time_limit)
@@ -164,26 +186,40 @@ def trainset_stage(corpus: str | Path, config: dict[str, Any], out: Path, progre
     mels = corpus_mels(corpus, records, out / "cache", progress)
     batches = tqdm(range(0, len(mels), 32), desc="clip latents", unit="batch", disable=not progress)
     with torch.no_grad():  # encode() drops the frames beyond a multiple of the downsampling
-        latents = torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i:i + 32].float()))[0]
-                             for i in batches]) * autoencoder.config.scaling_factor
-    captions = caption_variants(records, config["trainset"]["captions_per_clip"],
-                                config["trainset"].get("short_captions_per_clip", 0))
+        latents = (
+            torch.cat([autoencoder.encode(autoencoder.stats.normalise(mels[i : i + 32].float()))[0] for i in batches])
+            * autoencoder.config.scaling_factor
+        )
+    captions = caption_variants(
+        records, config["trainset"]["captions_per_clip"], config["trainset"].get("short_captions_per_clip", 0)
+    )
     row = {r["id"]: i for i, r in enumerate(records)}
     pairs = [(row[r["twin_of"]], i) for i, r in enumerate(records) if r.get("twin_of") in row]
     kinds = [twin_kind(records[i]) for _, i in pairs]
-    info = {"corpus_ids": [records[0]["id"], records[-1]["id"]], "seeds": [records[0]["seed"], records[-1]["seed"]],
-            "latent_std": float(latents.std()), "mode_twin_pairs": kinds.count("mode"),
-            "gender_twin_pairs": kinds.count("gender")}
+    info = {
+        "corpus_ids": [records[0]["id"], records[-1]["id"]],
+        "seeds": [records[0]["seed"], records[-1]["seed"]],
+        "latent_std": float(latents.std()),
+        "mode_twin_pairs": kinds.count("mode"),
+        "gender_twin_pairs": kinds.count("gender"),
+    }
     return write_trainset(target, latents, captions, info, pairs, kinds)
 
 
-def transformer_stage(config: dict[str, Any], out: Path, device: str = "cpu", time_limit: float | None = None,
-                      until_step: int | None = None, progress: bool = True) -> bool:
+def transformer_stage(
+    config: dict[str, Any],
+    out: Path,
+    device: str = "cpu",
+    time_limit: float | None = None,
+    until_step: int | None = None,
+    progress: bool = True,
+) -> bool:
     """Train the transformer (nothing to do when the config takes one "from" a run); whether it is done."""
     if _transformer_from(config):
         return True
-    trainer = train_transformer.TransformerTrainer(out / "trainset", config["transformer"], config["seed"],
-                                                   out / "transformer", device=device, progress=progress)
+    trainer = train_transformer.TransformerTrainer(
+        out / "trainset", config["transformer"], config["seed"], out / "transformer", device=device, progress=progress
+    )
     trainer.resume()
     if not (trainer.done and (out / "transformer" / "transformer").is_dir()):
         trainer.run(until_step=until_step, time_limit=time_limit)
@@ -200,8 +236,11 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
     for needed in (transformer_dir, autoencoder_dir):
         if not needed.is_dir():
             raise TadaError(f"{needed} is missing: finish the earlier stages first")
-    pipe = TadaMiniPipeline(TadaMiniTransformer.from_pretrained(transformer_dir),
-                            MelAutoencoder.from_pretrained(autoencoder_dir), default_scheduler())
+    pipe = TadaMiniPipeline(
+        TadaMiniTransformer.from_pretrained(transformer_dir),
+        MelAutoencoder.from_pretrained(autoencoder_dir),
+        default_scheduler(),
+    )
     target = target or out / "model"
     pipe.save_pretrained(target)
     provenance = {"config": config, "autoencoder": _autoencoder_provenance(config, out)}
@@ -219,9 +258,16 @@ def export_stage(config: dict[str, Any], out: Path, target: Path | None = None) 
     return target
 
 
-def train(corpus: str | Path, config_path: str | Path, out: str | Path, stages: tuple[str, ...] = STAGES,
-          device: str = "cpu", time_limit: float | None = None, until_step: int | None = None,
-          progress: bool = True) -> Path | None:
+def train(
+    corpus: str | Path,
+    config_path: str | Path,
+    out: str | Path,
+    stages: tuple[str, ...] = STAGES,
+    device: str = "cpu",
+    time_limit: float | None = None,
+    until_step: int | None = None,
+    progress: bool = True,
+) -> Path | None:
     """Run ``stages`` in order; the exported model directory, ``out`` when the requested stages are all
     done without export, or None when a stage stopped early (time limit, ``until_step``) at a checkpoint."""
     config = read_config(config_path)

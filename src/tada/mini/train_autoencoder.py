@@ -23,8 +23,20 @@ from ..training.loop import TrainingLoop
 from .autoencoder import MelAutoencoder
 from .mel import MelStats
 
-KEYS = ("model", "steps", "batch_size", "crop_frames", "lr", "min_lr_ratio", "warmup_steps", "kl_weight",
-        "grad_clip", "checkpoint_every", "eval_every", "val_clips")
+KEYS = (
+    "model",
+    "steps",
+    "batch_size",
+    "crop_frames",
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "kl_weight",
+    "grad_clip",
+    "checkpoint_every",
+    "eval_every",
+    "val_clips",
+)
 # a decoder fine-tune: no model (it is the base's) and no KL term (the encoder does not train)
 DECODER_KEYS = tuple(k for k in KEYS if k not in ("model", "kl_weight"))
 
@@ -32,8 +44,17 @@ DECODER_KEYS = tuple(k for k in KEYS if k not in ("model", "kl_weight"))
 class AutoencoderTrainer(TrainingLoop):
     title = "tada-mini autoencoder"
 
-    def __init__(self, mels: torch.Tensor, clip_ids: list[str], config: dict[str, Any], seed: int,
-                 out: str | Path, device: str = "cpu", progress: bool = True, base: MelAutoencoder | None = None):
+    def __init__(
+        self,
+        mels: torch.Tensor,
+        clip_ids: list[str],
+        config: dict[str, Any],
+        seed: int,
+        out: str | Path,
+        device: str = "cpu",
+        progress: bool = True,
+        base: MelAutoencoder | None = None,
+    ):
         """``mels``: the corpus's log-mels ``(clips, n_mels, frames)`` (:func:`tada.mini.data.corpus_mels`);
         ``base``: a trained autoencoder whose decoder alone is fine-tuned (config keys ``DECODER_KEYS``)."""
         self.config = {**config, "seed": seed}
@@ -46,15 +67,17 @@ class AutoencoderTrainer(TrainingLoop):
         self.mels = mels[..., : mels.shape[-1] - mels.shape[-1] % down]
         n_val = int(config["val_clips"])
         if len(clip_ids) <= n_val + config["batch_size"]:
-            raise TadaError(f"{len(clip_ids)} clips are too few for {n_val} held-out clips and batches of "
-                            f"{config['batch_size']}")
+            raise TadaError(
+                f"{len(clip_ids)} clips are too few for {n_val} held-out clips and batches of {config['batch_size']}"
+            )
         self.val_rows = list(range(n_val))
         self.train_rows = list(range(n_val, len(clip_ids)))
         torch.manual_seed(seed)
         if base is None:
             self.stats = MelStats.measure(self.mels[self.train_rows])
-            self.model = MelAutoencoder(**config["model"], mel_mean=list(self.stats.mean),
-                                        mel_std=list(self.stats.std)).to(self.device)
+            self.model = MelAutoencoder(
+                **config["model"], mel_mean=list(self.stats.mean), mel_std=list(self.stats.std)
+            ).to(self.device)
             trained = self.model.parameters()
         else:
             self.stats = base.stats
@@ -68,13 +91,15 @@ class AutoencoderTrainer(TrainingLoop):
     def _normalised(self, rows: list[int], start: int | None = None, frames: int | None = None) -> torch.Tensor:
         mel = self.mels[rows].float()
         if frames is not None:
-            mel = mel[..., start:start + frames]
+            mel = mel[..., start : start + frames]
         return self.stats.normalise(mel).to(self.device)
 
     def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
-        rows = [self.train_rows[i] for i in
-                torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator).tolist()]
+        rows = [
+            self.train_rows[i]
+            for i in torch.randint(len(self.train_rows), (config["batch_size"],), generator=generator).tolist()
+        ]
         crop = int(config["crop_frames"])
         down = self.model.downsample
         start = int(torch.randint(0, self.mels.shape[-1] - crop + 1, (1,), generator=generator)) // down * down
@@ -98,7 +123,7 @@ class AutoencoderTrainer(TrainingLoop):
         self.model.eval()
         errors = []
         for start in range(0, len(self.val_rows), 32):
-            x = self._normalised(self.val_rows[start:start + 32])
+            x = self._normalised(self.val_rows[start : start + 32])
             errors.append((self.model.decode(self.model.encode(x)[0]) - x).abs().mean(dim=(1, 2)))
         return {"val_l1": float(torch.cat(errors).mean())}
 
@@ -108,7 +133,9 @@ class AutoencoderTrainer(TrainingLoop):
         self.model.eval()
         out = []
         for start in range(0, self.mels.shape[0], 32):
-            out.append(self.model.encode(self._normalised(list(range(start, min(start + 32, self.mels.shape[0])))))[0].cpu())
+            out.append(
+                self.model.encode(self._normalised(list(range(start, min(start + 32, self.mels.shape[0])))))[0].cpu()
+            )
         return torch.cat(out)
 
     def finish(self) -> None:

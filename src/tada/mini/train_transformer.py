@@ -15,7 +15,8 @@ batch is twin pairs, each pair sharing its noise, noise level, caption wording a
 dropout: mode twins (the same piece in major and in minor, captions differing only in the
 mood word; see :func:`tada.data.corpus.mode_twin`) and gender twins (the same piece with a
 female and with a male voice, captions differing only in the voice words;
-:func:`tada.data.corpus.gender_twin`), drawn uniformly from every pair the training set has. With ``twin_contrast`` (a weight) each pair
+:func:`tada.data.corpus.gender_twin`), drawn uniformly from every pair the training set has. With
+``twin_contrast`` (a weight) each pair
 also goes through the model once more from one shared input, the noised midpoint of the
 two twins, under each twin's caption; the difference of the two predicted velocities is
 pulled towards the twins' velocity difference. The input then cannot tell which twin it
@@ -42,8 +43,23 @@ from ..training.loop import TrainingLoop
 from .data import TrainSet
 from .transformer import TadaMiniTransformer
 
-KEYS = ("model", "steps", "batch_size", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip",
-        "caption_dropout", "crop_prob", "min_crop", "ema_decay", "checkpoint_every", "eval_every", "val_clips")
+KEYS = (
+    "model",
+    "steps",
+    "batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "caption_dropout",
+    "crop_prob",
+    "min_crop",
+    "ema_decay",
+    "checkpoint_every",
+    "eval_every",
+    "val_clips",
+)
 # init_from: a from_pretrained transformer directory to start from (a fine-tune);
 # paired_share: share of each batch drawn as twin pairs (default 0; needs a trainset with twins);
 # twin_contrast: weight of the pairs' midpoint contrast loss (default 0)
@@ -78,8 +94,15 @@ def _pretrained_state(directory: str | Path, model: nn.Module) -> dict[str, torc
 class TransformerTrainer(TrainingLoop):
     title = "tada-mini transformer"
 
-    def __init__(self, trainset: str | Path, config: dict[str, Any], seed: int, out: str | Path,
-                 device: str = "cpu", progress: bool = True):
+    def __init__(
+        self,
+        trainset: str | Path,
+        config: dict[str, Any],
+        seed: int,
+        out: str | Path,
+        device: str = "cpu",
+        progress: bool = True,
+    ):
         self.config = {**config, "seed": seed}
         self.data = TrainSet(trainset)
         super().__init__(out, {"stage": "transformer", "config": self.config, "trainset": self.data.info}, progress)
@@ -89,8 +112,9 @@ class TransformerTrainer(TrainingLoop):
         clips = self.latents.shape[0]
         n_val = int(config["val_clips"])
         if clips <= n_val + config["batch_size"]:
-            raise TadaError(f"{clips} clips are too few for {n_val} held-out clips "
-                            f"and batches of {config['batch_size']}")
+            raise TadaError(
+                f"{clips} clips are too few for {n_val} held-out clips and batches of {config['batch_size']}"
+            )
         self.val_rows = torch.arange(n_val)
         pairs = self.data.pairs
         held = pairs.min(dim=1).values < n_val  # a held-out clip's twins are held out too
@@ -100,8 +124,10 @@ class TransformerTrainer(TrainingLoop):
         self.train_pairs = pairs[~held]  # (P, 2): original, twin
         self.pairs_per_batch = round(config.get("paired_share", 0.0) * config["batch_size"] / 2)
         if self.pairs_per_batch and not len(self.train_pairs):
-            raise TadaError("paired_share needs twins in the training set (trainset: mode_twins or gender_twins, "
-                            "corpus: `tada data make --mode-twins --gender-twins`)")
+            raise TadaError(
+                "paired_share needs twins in the training set (trainset: mode_twins or gender_twins, "
+                "corpus: `tada data make --mode-twins --gender-twins`)"
+            )
         if not 0 <= 2 * self.pairs_per_batch <= config["batch_size"]:
             raise TadaError(f"paired_share must be between 0 and 1, not {config.get('paired_share')}")
         torch.manual_seed(seed)
@@ -112,8 +138,10 @@ class TransformerTrainer(TrainingLoop):
         self.model = _WithEma(model)
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
         rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
-                                            {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": rest, "weight_decay": 0.0}],
+            lr=config["lr"],
+        )
         self.autocast = self.device.type == "cuda"
 
     # -- batches ---------------------------------------------------------------------
@@ -129,8 +157,14 @@ class TransformerTrainer(TrainingLoop):
         sigma = torch.sigmoid(torch.randn(shape[0], generator=generator)).to(self.device)
         return sigma, torch.randn(shape, generator=generator).to(self.device)
 
-    def _loss(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor,
-              generator: torch.Generator, share: torch.Tensor | None = None) -> torch.Tensor:
+    def _loss(
+        self,
+        network: nn.Module,
+        x0: torch.Tensor,
+        captions: torch.Tensor,
+        generator: torch.Generator,
+        share: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Flow-matching MSE; row ``i`` draws the noise and noise level of row ``share[i]``."""
         sigma, noise = self._noise(x0.shape, generator)
         if share is not None:
@@ -153,8 +187,14 @@ class TransformerTrainer(TrainingLoop):
         share = torch.cat([torch.arange(singles + pairs), torch.arange(singles, singles + pairs)])
         return torch.cat([rows, drawn[:, 0], drawn[:, 1]]), share
 
-    def _twin_contrast(self, network: nn.Module, x0: torch.Tensor, captions: torch.Tensor, share: torch.Tensor,
-                       generator: torch.Generator) -> torch.Tensor:
+    def _twin_contrast(
+        self,
+        network: nn.Module,
+        x0: torch.Tensor,
+        captions: torch.Tensor,
+        share: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """Mean square error of the velocity difference the twins' captions make from their shared midpoint.
         Pairs whose captions were dropped (a pair shares its dropout) carry no caption to tell the
         twins apart, so they are left out; zero when every pair was dropped."""
@@ -170,10 +210,11 @@ class TransformerTrainer(TrainingLoop):
         xt = (1 - sigma[:, None, None]) * (a + b) / 2 + sigma[:, None, None] * noise
         states, mask = self._text(torch.cat([captions[firsts], captions[seconds]]))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            velocity = network(xt.repeat(2, 1, 1), sigma.repeat(2) * 1000.0, encoder_hidden_states=states,
-                               encoder_attention_mask=mask).float()
+            velocity = network(
+                xt.repeat(2, 1, 1), sigma.repeat(2) * 1000.0, encoder_hidden_states=states, encoder_attention_mask=mask
+            ).float()
         # targets noise - a and noise - b: their difference is b - a whatever the noise
-        return ((velocity[:len(firsts)] - velocity[len(firsts):]) - (b - a)).square().mean()
+        return ((velocity[: len(firsts)] - velocity[len(firsts) :]) - (b - a)).square().mean()
 
     def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
@@ -187,7 +228,7 @@ class TransformerTrainer(TrainingLoop):
             frames = x0.shape[-1]
             length = int(torch.randint(config["min_crop"], frames + 1, (1,), generator=generator))
             start = int(torch.randint(0, frames - length + 1, (1,), generator=generator))
-            x0 = x0[..., start:start + length]
+            x0 = x0[..., start : start + length]
         self.model.model.train()
         loss = self._loss(self.model.model, x0, captions, generator, share)
         record = {"mse": float(loss.detach())}
@@ -209,8 +250,10 @@ class TransformerTrainer(TrainingLoop):
         self.model.ema.eval()
         x0 = self.latents[self.val_rows.to(self.device)]
         captions = self.val_rows * self.data.per_clip
-        losses = [float(self._loss(self.model.ema, x0[i:i + 64], captions[i:i + 64].to(self.device), generator))
-                  for i in range(0, len(x0), 64)]
+        losses = [
+            float(self._loss(self.model.ema, x0[i : i + 64], captions[i : i + 64].to(self.device), generator))
+            for i in range(0, len(x0), 64)
+        ]
         return {"val_mse_ema": sum(losses) / len(losses)}
 
     def finish(self) -> None:
@@ -226,8 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds, then checkpoint and stop")
     parser.add_argument("--until-step", type=int, default=None)
-    parser.add_argument("--export", default=None,
-                        help="also write the EMA transformer here (from_pretrained folder), finished or not")
+    parser.add_argument(
+        "--export", default=None, help="also write the EMA transformer here (from_pretrained folder), finished or not"
+    )
     parser.add_argument("--max-shard-size", default="15MB", help="weight file size limit for --export")
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text())
@@ -238,8 +282,15 @@ def main(argv: list[str] | None = None) -> None:
     trainer.run(until_step=args.until_step, time_limit=args.time_limit)
     if args.export:
         trainer.model.ema.save_pretrained(args.export, max_shard_size=args.max_shard_size)
-    print(json.dumps({"step": trainer.step, "last": trainer.history[-1] if trainer.history else None,
-                      "evals": trainer.evals[-3:]}))
+    print(
+        json.dumps(
+            {
+                "step": trainer.step,
+                "last": trainer.history[-1] if trainer.history else None,
+                "evals": trainer.evals[-3:],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

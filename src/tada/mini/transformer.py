@@ -54,11 +54,12 @@ class TadaMiniBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn1 = Attention(width, heads=heads, dim_head=head_dim, bias=True, processor=AttnProcessor2_0())
         self.norm2 = nn.LayerNorm(width, eps=1e-6)
-        self.attn2 = Attention(width, cross_attention_dim=text_dim, heads=heads, dim_head=head_dim, bias=True,
-                               processor=AttnProcessor2_0())
+        self.attn2 = Attention(
+            width, cross_attention_dim=text_dim, heads=heads, dim_head=head_dim, bias=True, processor=AttnProcessor2_0()
+        )
         self.norm3 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(width, mlp_ratio)
-        self.modulation = nn.Parameter(torch.randn(6, width) / width ** 0.5)
+        self.modulation = nn.Parameter(torch.randn(6, width) / width**0.5)
 
     def forward(self, x: torch.Tensor, t_mod: torch.Tensor, text: torch.Tensor, text_bias: torch.Tensor | None):
         shift1, scale1, gate1, shift2, scale2, gate2 = (t_mod + self.modulation[None]).unbind(dim=1)
@@ -76,8 +77,17 @@ class TadaMiniTransformer(ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = False
 
     @register_to_config
-    def __init__(self, in_channels: int = 32, width: int = 256, num_layers: int = 8, heads: int = 4,
-                 mlp_ratio: int = 4, text_dim: int = TEXT_DIM, max_tokens: int = 160, patch_size: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 32,
+        width: int = 256,
+        num_layers: int = 8,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        text_dim: int = TEXT_DIM,
+        max_tokens: int = 160,
+        patch_size: int = 1,
+    ):
         super().__init__()
         self.proj_in = nn.Linear(in_channels * patch_size, width)
         self.position = nn.Parameter(torch.randn(1, max_tokens, width) * 0.02)
@@ -86,7 +96,7 @@ class TadaMiniTransformer(ModelMixin, ConfigMixin):
         self.text_norm = nn.LayerNorm(text_dim)
         self.blocks = nn.ModuleList(TadaMiniBlock(width, heads, text_dim, mlp_ratio) for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.out_mod = nn.Parameter(torch.randn(2, width) / width ** 0.5)
+        self.out_mod = nn.Parameter(torch.randn(2, width) / width**0.5)
         self.proj_out = nn.Linear(width, in_channels * patch_size)
         nn.init.zeros_(self.time_mod[-1].weight)
         nn.init.zeros_(self.time_mod[-1].bias)
@@ -98,8 +108,13 @@ class TadaMiniTransformer(ModelMixin, ConfigMixin):
         """The longest latent sequence the position table covers."""
         return self.config.max_tokens * self.config.patch_size
 
-    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         batch, channels, frames = hidden_states.shape
         patch = self.config.patch_size
         tokens = -(-frames // patch)

@@ -10,8 +10,8 @@ over layers; 0 for identical clips, symmetric.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class Scorer:
         self._encoder: SentenceEncoder | None = None
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "Scorer":
+    def load(cls, path: str | Path | None = None, device: str = "cpu") -> Scorer:
         """A scorer from a ``save_pretrained`` directory (default: the weights shipped in the package)."""
         directory = Path(path) if path is not None else WEIGHTS
         if not (directory / "config.json").is_file():
@@ -75,7 +75,7 @@ class Scorer:
         for frames in {f.shape[-1] for f in feats}:
             same = [i for i, f in enumerate(feats) if f.shape[-1] == frames]
             for start in range(0, len(same), BATCH):
-                rows = same[start:start + BATCH]
+                rows = same[start : start + BATCH]
                 out[rows] = self.model.audio_embedding(torch.stack([feats[i] for i in rows]))
         return out.cpu()
 

@@ -37,9 +37,18 @@ class CorpusCache:
 def fingerprint(corpus: str | Path) -> str:
     """Hash of the label file and the feature settings that the cached tensors depend on."""
     digest = hashlib.sha256((Path(corpus) / LABELS).read_bytes())
-    settings = (features.SAMPLE_RATE, features.N_FFT, features.HOP, features.N_MELS, features.F_MIN, features.F_MAX,
-                features.CQT_FMIN, features.CQT_OCTAVES, features.CQT_BINS_PER_SEMITONE,
-                features.CHROMA_FLOOR)
+    settings = (
+        features.SAMPLE_RATE,
+        features.N_FFT,
+        features.HOP,
+        features.N_MELS,
+        features.F_MIN,
+        features.F_MAX,
+        features.CQT_FMIN,
+        features.CQT_OCTAVES,
+        features.CQT_BINS_PER_SEMITONE,
+        features.CHROMA_FLOOR,
+    )
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()[:16]
 

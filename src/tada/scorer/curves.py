@@ -26,8 +26,12 @@ def plot_curves(history: list[dict[str, Any]], evals: list[dict[str, Any]], path
         smoothed = _smooth(values, window)
         ax_loss.plot(np.arange(len(smoothed)) + window, smoothed, label=f"train {key}")
     if evals:
-        ax_loss.plot([e["step"] for e in evals], [e["val_contrastive"] for e in evals], "o-",
-                     label="held-out contrastive (all held-out clips)")
+        ax_loss.plot(
+            [e["step"] for e in evals],
+            [e["val_contrastive"] for e in evals],
+            "o-",
+            label="held-out contrastive (all held-out clips)",
+        )
         for name in evals[0]["auc"]:
             ax_auc.plot([e["step"] for e in evals], [e["auc"][name] for e in evals], label=name)
         ax_auc.axhline(0.9, color="grey", linestyle=":")

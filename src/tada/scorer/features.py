@@ -52,8 +52,14 @@ def mel_basis() -> torch.Tensor:
 
 
 def _power(wave: torch.Tensor, n_fft: int) -> torch.Tensor:
-    spec = torch.stft(wave.reshape(-1, wave.shape[-1]).float(), n_fft, HOP, window=torch.hann_window(n_fft),
-                      center=True, return_complex=True)
+    spec = torch.stft(
+        wave.reshape(-1, wave.shape[-1]).float(),
+        n_fft,
+        HOP,
+        window=torch.hann_window(n_fft),
+        center=True,
+        return_complex=True,
+    )
     return spec.abs().square()
 
 
@@ -62,8 +68,10 @@ def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
     wave = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, np.float32)
     if wave.ndim == 2:
         if wave.shape[0] > MAX_CHANNELS:
-            raise TadaError(f"audio of shape {wave.shape} has {wave.shape[0]} channels; "
-                            "pass one clip as (frames,) or (channels, frames)")
+            raise TadaError(
+                f"audio of shape {wave.shape} has {wave.shape[0]} channels; "
+                "pass one clip as (frames,) or (channels, frames)"
+            )
         wave = wave.mean(axis=0)
     elif wave.ndim != 1:
         raise TadaError(f"audio of shape {wave.shape} is not one clip: use (frames,) or (channels, frames)")
@@ -97,9 +105,15 @@ def chroma(wave: torch.Tensor) -> torch.Tensor:
         # the lowest octaves are computed on a decimated signal; on clips under a few
         # seconds librosa warns that its FFT is longer than that signal (it is zero-padded)
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        cqt = librosa.cqt(wave.detach().cpu().float().numpy(), sr=SAMPLE_RATE, hop_length=HOP, fmin=CQT_FMIN,
-                          n_bins=N_CHROMA * per_semitone * CQT_OCTAVES, bins_per_octave=N_CHROMA * per_semitone,
-                          tuning=0.0)
+        cqt = librosa.cqt(
+            wave.detach().cpu().float().numpy(),
+            sr=SAMPLE_RATE,
+            hop_length=HOP,
+            fmin=CQT_FMIN,
+            n_bins=N_CHROMA * per_semitone * CQT_OCTAVES,
+            bins_per_octave=N_CHROMA * per_semitone,
+            tuning=0.0,
+        )
     magnitude = torch.from_numpy(np.abs(cqt)).float()
     # bins (3k - 1, 3k, 3k + 1) belong to semitone k: shift by one, then fold octaves and sub-bins
     magnitude = torch.roll(magnitude, per_semitone // 2, dims=-2)

@@ -25,38 +25,123 @@ up the sung direction and ranked male singers above female rappers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ..concepts import CONCEPTS
-from ..data.captions import (FAST_BPM, FAST_WORDS, GENRE_WORDS, INSTRUMENT_WORDS, MOOD_WORDS, NO_VOCALS, SLOW_BPM, SLOW_WORDS,
-                             VOCAL_WORDS, with_articles)
+from ..data.captions import (
+    FAST_BPM,
+    FAST_WORDS,
+    GENRE_WORDS,
+    INSTRUMENT_WORDS,
+    MOOD_WORDS,
+    NO_VOCALS,
+    SLOW_BPM,
+    SLOW_WORDS,
+    VOCAL_WORDS,
+    with_articles,
+)
 from .probes import TESTS
 
 # Synonyms only the focus texts use, on top of the caption generator's.
 MORE_WORDS: dict[str, tuple[str, ...]] = {
-    "mood:major": ("playful", "carefree", "hopeful", "warm", "positive", "triumphant", "euphoric", "bouncy",
-                   "celebratory", "merry", "radiant", "blissful", "festive", "happy-go-lucky", "breezy", "cheery",
-                   "jolly", "glad", "sweet", "serene"),
-    "mood:minor": ("mournful", "brooding", "tragic", "heartbroken", "bittersweet", "haunting", "sorrowful", "dreary",
-                   "tearful", "downcast", "lonely", "tense", "ominous", "grim", "bleak", "depressing", "miserable",
-                   "unhappy", "plaintive", "forlorn"),
-    "voice:female": ("female vocalist", "a woman's voice", "soprano vocals", "female lead vocals", "feminine vocals",
-                     "a woman vocalist"),
-    "voice:male": ("male vocalist", "a man's voice", "baritone vocals", "male lead vocals", "masculine vocals",
-                   "a man vocalist"),
-    "voice:sung": ("vocals", "a singer", "sung vocals", "singing", "a lead singer", "melodic vocals",
-                   "a vocalist singing"),
+    "mood:major": (
+        "playful",
+        "carefree",
+        "hopeful",
+        "warm",
+        "positive",
+        "triumphant",
+        "euphoric",
+        "bouncy",
+        "celebratory",
+        "merry",
+        "radiant",
+        "blissful",
+        "festive",
+        "happy-go-lucky",
+        "breezy",
+        "cheery",
+        "jolly",
+        "glad",
+        "sweet",
+        "serene",
+    ),
+    "mood:minor": (
+        "mournful",
+        "brooding",
+        "tragic",
+        "heartbroken",
+        "bittersweet",
+        "haunting",
+        "sorrowful",
+        "dreary",
+        "tearful",
+        "downcast",
+        "lonely",
+        "tense",
+        "ominous",
+        "grim",
+        "bleak",
+        "depressing",
+        "miserable",
+        "unhappy",
+        "plaintive",
+        "forlorn",
+    ),
+    "voice:female": (
+        "female vocalist",
+        "a woman's voice",
+        "soprano vocals",
+        "female lead vocals",
+        "feminine vocals",
+        "a woman vocalist",
+    ),
+    "voice:male": (
+        "male vocalist",
+        "a man's voice",
+        "baritone vocals",
+        "male lead vocals",
+        "masculine vocals",
+        "a man vocalist",
+    ),
+    "voice:sung": (
+        "vocals",
+        "a singer",
+        "sung vocals",
+        "singing",
+        "a lead singer",
+        "melodic vocals",
+        "a vocalist singing",
+    ),
     "voice:rap": ("a rapper", "rap vocals", "rapped verses", "someone rapping", "a rap verse", "spitting bars"),
-    "instrument:piano": ("solo piano", "piano ballad", "upright piano", "piano melody", "honky-tonk piano",
-                         "felt piano"),
-    "instrument:acoustic guitar": ("fingerpicked guitar", "folk guitar", "classical guitar", "twelve-string guitar",
-                                   "strummed guitar", "guitar picking"),
-    "instrument:electric guitar": ("distorted guitar", "crunchy guitar", "fuzz guitar", "guitar with overdrive",
-                                   "shredding guitar", "lead guitar solo"),
+    "instrument:piano": (
+        "solo piano",
+        "piano ballad",
+        "upright piano",
+        "piano melody",
+        "honky-tonk piano",
+        "felt piano",
+    ),
+    "instrument:acoustic guitar": (
+        "fingerpicked guitar",
+        "folk guitar",
+        "classical guitar",
+        "twelve-string guitar",
+        "strummed guitar",
+        "guitar picking",
+    ),
+    "instrument:electric guitar": (
+        "distorted guitar",
+        "crunchy guitar",
+        "fuzz guitar",
+        "guitar with overdrive",
+        "shredding guitar",
+        "lead guitar solo",
+    ),
     "instrument:violin": ("violin solo", "a violin section", "pizzicato violin", "sweeping violin"),
     "genre:jazz": ("bebop", "jazz trio", "big band jazz", "jazz quartet", "jazz standard", "swing"),
     "genre:rock": ("hard rock", "alternative rock", "rock band", "punk rock", "arena rock", "blues rock"),
@@ -84,15 +169,19 @@ def _texts(words: tuple[str, ...], frames: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _evaluation_texts() -> set[str]:
-    return {t.lower() for t in (*(c.probe for c in CONCEPTS.values()),
-                                *(p for test in TESTS.values() for p in test.paraphrases))}
+    return {
+        t.lower()
+        for t in (*(c.probe for c in CONCEPTS.values()), *(p for test in TESTS.values() for p in test.paraphrases))
+    }
 
 
 def _binary(key: str, side: float) -> Label:
     """Label from a 0/1 target with -1 where undefined; ``side`` 0 flips it."""
+
     def label(t: Targets) -> torch.Tensor:
         value = t[key]
         return torch.where(value < 0, -1.0, value if side else 1.0 - value)
+
     return label
 
 
@@ -102,6 +191,7 @@ def _tempo(fast: bool) -> Label:
         if not fast:
             yes, no = no, yes
         return torch.where(yes, 1.0, torch.where(no, 0.0, -1.0))
+
     return label
 
 
@@ -115,6 +205,7 @@ def _genre(index: int) -> Label:
 
 def focus_groups(instruments: list[str], genres: list[str]) -> list[FocusGroup]:
     """Every attribute side the corpus vocabulary can name, evaluation wordings removed."""
+
     def voices(gender: str) -> tuple[str, ...]:
         return tuple(w for (g, _), words in VOCAL_WORDS.items() if g == gender for w in words)
 
@@ -133,10 +224,16 @@ def focus_groups(instruments: list[str], genres: list[str]) -> list[FocusGroup]:
         group("voice:sung", (), NOUN_FRAMES, _binary("vocal_rap", 0)),
         group("vocals:none", NO_VOCALS, PHRASE_FRAMES, _binary("has_vocals", 0)),
     ]
-    groups += [group(f"instrument:{name}", INSTRUMENT_WORDS[name], NOUN_FRAMES, _instrument(i))
-               for i, name in enumerate(instruments) if name in INSTRUMENT_WORDS]
-    groups += [group(f"genre:{name}", GENRE_WORDS[name], ADJECTIVE_FRAMES, _genre(i))
-               for i, name in enumerate(genres) if name in GENRE_WORDS]
+    groups += [
+        group(f"instrument:{name}", INSTRUMENT_WORDS[name], NOUN_FRAMES, _instrument(i))
+        for i, name in enumerate(instruments)
+        if name in INSTRUMENT_WORDS
+    ]
+    groups += [
+        group(f"genre:{name}", GENRE_WORDS[name], ADJECTIVE_FRAMES, _genre(i))
+        for i, name in enumerate(genres)
+        if name in GENRE_WORDS
+    ]
     held_out = _evaluation_texts()
     return [FocusGroup(g.name, tuple(t for t in g.texts if t.lower() not in held_out), g.label) for g in groups]
 

@@ -33,10 +33,18 @@ class Clip:
     seed: int
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], root: Path) -> "Clip":
-        return cls(id=str(data["id"]), path=root / data["path"], caption=str(data["caption"]), bpm=int(data["bpm"]),
-                   mode=str(data["mode"]), genre=str(data["genre"]), instruments=tuple(data["instruments"]),
-                   vocals=data["vocals"], seed=int(data["seed"]))
+    def from_json(cls, data: dict[str, Any], root: Path) -> Clip:
+        return cls(
+            id=str(data["id"]),
+            path=root / data["path"],
+            caption=str(data["caption"]),
+            bpm=int(data["bpm"]),
+            mode=str(data["mode"]),
+            genre=str(data["genre"]),
+            instruments=tuple(data["instruments"]),
+            vocals=data["vocals"],
+            seed=int(data["seed"]),
+        )
 
 
 def read_labels(corpus: str | Path) -> list[Clip]:

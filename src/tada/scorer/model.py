@@ -11,7 +11,7 @@ ask about into that space. They are not used for scoring.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,7 @@ class ChromaBranch(nn.Module):
     def roots(self, chroma: torch.Tensor) -> torch.Tensor:
         """Filter responses at every root, ``(batch, width, 12, time)``."""
         x = chroma.unsqueeze(1)
-        x = torch.cat([x, x[:, :, :N_CHROMA - 1]], dim=2)  # circular in pitch class
+        x = torch.cat([x, x[:, :, : N_CHROMA - 1]], dim=2)  # circular in pitch class
         return F.relu(self.bn(self.conv(x)))
 
     def forward(self, chroma: torch.Tensor) -> torch.Tensor:
@@ -99,15 +99,16 @@ class TextAudioScorer(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.temporal = TemporalBlock(channels[-1])
         self.chroma = ChromaBranch(chroma_width, chroma_out)
-        self.audio_head = nn.Sequential(nn.Linear(2 * (channels[-1] + chroma_out), channels[-1]), nn.ReLU(),
-                                        nn.Linear(channels[-1], embed_dim))
+        self.audio_head = nn.Sequential(
+            nn.Linear(2 * (channels[-1] + chroma_out), channels[-1]), nn.ReLU(), nn.Linear(channels[-1], embed_dim)
+        )
         self.text_head = nn.Sequential(nn.Linear(text_dim, text_hidden), nn.GELU(), nn.Linear(text_hidden, embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.attributes = nn.Linear(embed_dim, len(instruments) + len(genres) + len(SCALAR_HEADS))
 
     def _trunk(self, features: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Mel CNN then dilated time conv; ``taps`` collects each block's activations."""
-        x = self.input_norm(features[:, :self.config.n_mels]).unsqueeze(1)
+        x = self.input_norm(features[:, : self.config.n_mels]).unsqueeze(1)
         for i, block in enumerate(self.blocks):
             if i:
                 x = F.avg_pool2d(x, 2, ceil_mode=True)
@@ -119,7 +120,7 @@ class TextAudioScorer(ModelMixin, ConfigMixin):
     def audio_embedding(self, features: torch.Tensor) -> torch.Tensor:
         """Unit-norm audio embeddings of clip features ``(batch, n_mels + 12, time)``."""
         h = self._trunk(features)
-        c = self.chroma(features[:, self.config.n_mels:])
+        c = self.chroma(features[:, self.config.n_mels :])
         pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1), c.mean(dim=-1), c.amax(dim=-1)], dim=-1)
         return F.normalize(self.audio_head(pooled), dim=-1)
 
@@ -132,7 +133,7 @@ class TextAudioScorer(ModelMixin, ConfigMixin):
         ``(batch, width, 12, time)``: the preservation feature space (timbre, and the notes)."""
         taps: list[torch.Tensor] = []
         self._trunk(features, taps)
-        return [*taps, self.chroma.roots(features[:, self.config.n_mels:])]
+        return [*taps, self.chroma.roots(features[:, self.config.n_mels :])]
 
     def attribute_logits(self, audio_embedding: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training-only attribute predictions from the unit-norm audio embedding, split by head.
@@ -142,7 +143,7 @@ class TextAudioScorer(ModelMixin, ConfigMixin):
         """
         out = self.attributes(audio_embedding * math.sqrt(self.config.embed_dim))
         n_inst, n_genre = len(self.config.instruments), len(self.config.genres)
-        heads = {"instruments": out[:, :n_inst], "genre": out[:, n_inst:n_inst + n_genre]}
+        heads = {"instruments": out[:, :n_inst], "genre": out[:, n_inst : n_inst + n_genre]}
         for i, name in enumerate(SCALAR_HEADS):
             heads[name] = out[:, n_inst + n_genre + i]
         return heads

@@ -8,8 +8,8 @@ unlike the corpus captions, to check that the text side generalises beyond templ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.stats import rankdata
@@ -56,28 +56,64 @@ def _only(present: str, absent: str) -> Callable[[Clip], bool]:
 TESTS: dict[str, ConceptTest] = {
     t.name: t
     for t in (
-        ConceptTest("piano", _has("piano"), lambda c: "piano" not in c.instruments,
-                    ("a track where someone plays the piano", "music played on the keys of a piano",
-                     "a pianist performing")),
-        ConceptTest("mood", lambda c: c.mode == "major", lambda c: c.mode == "minor",
-                    ("music that puts you in a good mood", "an optimistic, lighthearted melody", "a joyful tune")),
-        ConceptTest("tempo", lambda c: c.bpm >= FAST_BPM, lambda c: c.bpm <= SLOW_BPM,
-                    ("an energetic high-tempo piece", "music with a quick pace", "a rapid, driving rhythm")),
-        ConceptTest("vocal_gender", _vocal("gender", "female"), _vocal("gender", "male"),
-                    ("a song performed by a female vocalist", "a lady's voice over music",
-                     "a singer with a high female voice")),
-        ConceptTest("vocal_style", _vocal("style", "rap"), _vocal("style", "sung"),
-                    ("a rapper delivering rhymes", "spoken rhymes rapped over a beat", "rapping")),
-        ConceptTest("guitar", _only("acoustic guitar", "electric guitar"), _only("electric guitar", "acoustic guitar"),
-                    ("someone strumming an acoustic guitar", "an unplugged guitar piece",
-                     "a steel-string acoustic guitar")),
-        ConceptTest("violin", _has("violin"), lambda c: "violin" not in c.instruments,
-                    ("a fiddle tune", "a violinist playing a melody", "bowed violin")),
-        ConceptTest("jazz_vs_rock", _genre("jazz"), _genre("rock"),
-                    ("a swinging jazz tune", "jazz music with improvisation", "a jazz combo playing in a club")),
-        ConceptTest("classical_vs_electronic", _genre("classical"), _genre("electronic"),
-                    ("music in the style of a classical composer", "a piece by a symphony orchestra",
-                     "a classical composition")),
+        ConceptTest(
+            "piano",
+            _has("piano"),
+            lambda c: "piano" not in c.instruments,
+            ("a track where someone plays the piano", "music played on the keys of a piano", "a pianist performing"),
+        ),
+        ConceptTest(
+            "mood",
+            lambda c: c.mode == "major",
+            lambda c: c.mode == "minor",
+            ("music that puts you in a good mood", "an optimistic, lighthearted melody", "a joyful tune"),
+        ),
+        ConceptTest(
+            "tempo",
+            lambda c: c.bpm >= FAST_BPM,
+            lambda c: c.bpm <= SLOW_BPM,
+            ("an energetic high-tempo piece", "music with a quick pace", "a rapid, driving rhythm"),
+        ),
+        ConceptTest(
+            "vocal_gender",
+            _vocal("gender", "female"),
+            _vocal("gender", "male"),
+            ("a song performed by a female vocalist", "a lady's voice over music", "a singer with a high female voice"),
+        ),
+        ConceptTest(
+            "vocal_style",
+            _vocal("style", "rap"),
+            _vocal("style", "sung"),
+            ("a rapper delivering rhymes", "spoken rhymes rapped over a beat", "rapping"),
+        ),
+        ConceptTest(
+            "guitar",
+            _only("acoustic guitar", "electric guitar"),
+            _only("electric guitar", "acoustic guitar"),
+            ("someone strumming an acoustic guitar", "an unplugged guitar piece", "a steel-string acoustic guitar"),
+        ),
+        ConceptTest(
+            "violin",
+            _has("violin"),
+            lambda c: "violin" not in c.instruments,
+            ("a fiddle tune", "a violinist playing a melody", "bowed violin"),
+        ),
+        ConceptTest(
+            "jazz_vs_rock",
+            _genre("jazz"),
+            _genre("rock"),
+            ("a swinging jazz tune", "jazz music with improvisation", "a jazz combo playing in a club"),
+        ),
+        ConceptTest(
+            "classical_vs_electronic",
+            _genre("classical"),
+            _genre("electronic"),
+            (
+                "music in the style of a classical composer",
+                "a piece by a symphony orchestra",
+                "a classical composition",
+            ),
+        ),
     )
 }
 
@@ -92,8 +128,9 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(u / (len(positive) * len(negative)))
 
 
-def concept_aucs(clips: list[Clip], similarity: Callable[[list[str]], np.ndarray],
-                 paraphrases: bool = False) -> dict[str, dict[str, float]]:
+def concept_aucs(
+    clips: list[Clip], similarity: Callable[[list[str]], np.ndarray], paraphrases: bool = False
+) -> dict[str, dict[str, float]]:
     """ROC AUC per concept and probe; ``similarity(texts)`` gives an array ``(clips, texts)``."""
     tests = list(TESTS.values())
     texts = list(dict.fromkeys(p for t in tests for p in (t.probe, *(t.paraphrases if paraphrases else ()))))

@@ -8,7 +8,7 @@ because probes repeat.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -38,7 +38,7 @@ class SentenceEncoder:
                 raise TadaError("text is empty: give a description such as 'a piano song'")
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         for start in range(0, len(missing), _BATCH):
-            chunk = missing[start:start + _BATCH]
+            chunk = missing[start : start + _BATCH]
             for text, vec in zip(chunk, self._encode(chunk)):
                 self._cache[text] = vec
         if not texts:

@@ -24,16 +24,32 @@ from .augment import augment
 from .cache import CorpusCache, fingerprint, load_or_build
 from .curves import plot_curves
 from .features import HOP, SAMPLE_RATE
+from .focus import FocusBank, focus_groups, focus_loss
 from .labels import Clip, read_labels, targets, vocabularies
 from .model import TextAudioScorer
-from .focus import FocusBank, focus_groups, focus_loss
 from .probes import TESTS, roc_auc
 from .text import SentenceEncoder
 
 TEMPO_CENTER, TEMPO_SCALE = 120.0, 30.0
-_CONFIG_KEYS = ("seed", "model", "batch_size", "steps", "lr", "min_lr_ratio", "weight_decay", "warmup_steps",
-                "grad_clip", "crop_seconds", "gain_db", "snr_db", "noise_prob", "loss_weights", "holdout_seeds",
-                "checkpoint_every", "eval_every")
+_CONFIG_KEYS = (
+    "seed",
+    "model",
+    "batch_size",
+    "steps",
+    "lr",
+    "min_lr_ratio",
+    "weight_decay",
+    "warmup_steps",
+    "grad_clip",
+    "crop_seconds",
+    "gain_db",
+    "snr_db",
+    "noise_prob",
+    "loss_weights",
+    "holdout_seeds",
+    "checkpoint_every",
+    "eval_every",
+)
 PROVENANCE = "training.json"
 _LOSS_KEYS = ("contrastive", "instruments", "genre", "mode", "vocals", "tempo")
 
@@ -70,9 +86,14 @@ def _ranges(seeds: list[int]) -> list[list[int]]:
     return runs
 
 
-def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, caption_ids: torch.Tensor,
-            target: dict[str, torch.Tensor], focus: tuple[torch.Tensor, torch.Tensor] | None = None
-            ) -> dict[str, torch.Tensor]:
+def _losses(
+    model: TextAudioScorer,
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    caption_ids: torch.Tensor,
+    target: dict[str, torch.Tensor],
+    focus: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Contrastive and attribute losses from unit-norm audio and text embeddings of the same clips, plus
     the probe-ranking loss when ``focus`` gives focus-text sentence embeddings and their clip labels."""
     logits = model.scale() * audio @ text.T
@@ -85,8 +106,11 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
     bce = F.binary_cross_entropy_with_logits
     vocals = bce(heads["has_vocals"], target["has_vocals"])
     if vocal.any():
-        vocals = vocals + bce(heads["vocal_female"][vocal], target["vocal_female"][vocal]) \
+        vocals = (
+            vocals
+            + bce(heads["vocal_female"][vocal], target["vocal_female"][vocal])
             + bce(heads["vocal_rap"][vocal], target["vocal_rap"][vocal])
+        )
     tempo = (target["bpm"] - TEMPO_CENTER) / TEMPO_SCALE
     extra = {}
     if focus is not None:
@@ -106,14 +130,17 @@ def _losses(model: TextAudioScorer, audio: torch.Tensor, text: torch.Tensor, cap
 class Trainer(TrainingLoop):
     title = "scorer"
 
-    def __init__(self, corpus: str | Path, config: dict[str, Any], out: str | Path, device: str = "cpu",
-                 progress: bool = True):
+    def __init__(
+        self, corpus: str | Path, config: dict[str, Any], out: str | Path, device: str = "cpu", progress: bool = True
+    ):
         self.config, self.device = config, torch.device(device)
         self.clips = read_labels(corpus)
         self.train_idx, self.val_idx = _split(self.clips, config["holdout_seeds"])
         if len(self.train_idx) < config["batch_size"]:
-            raise TadaError(f"only {len(self.train_idx)} training clips (after holding out seeds "
-                            f"{config['holdout_seeds']}); batch_size is {config['batch_size']}")
+            raise TadaError(
+                f"only {len(self.train_idx)} training clips (after holding out seeds "
+                f"{config['holdout_seeds']}); batch_size is {config['batch_size']}"
+            )
         super().__init__(out, {"config": config, "corpus": fingerprint(corpus)}, progress)
         self.cache: CorpusCache = load_or_build(corpus, self.clips, self.out / "cache", progress)
         instruments, genres = vocabularies(self.clips)
@@ -122,13 +149,18 @@ class Trainer(TrainingLoop):
         self.model = TextAudioScorer(**config["model"], instruments=instruments, genres=genres).to(self.device)
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         rest = [p for p in self.model.parameters() if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config["weight_decay"]},
-                                            {"params": rest, "weight_decay": 0.0}], lr=config["lr"])
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config["weight_decay"]}, {"params": rest, "weight_decay": 0.0}],
+            lr=config["lr"],
+        )
         self.steps_per_epoch = len(self.train_idx) // config["batch_size"]
         self._probe_sentences: torch.Tensor | None = None
         # focus texts, embedded once (frozen MiniLM); only when the config weights them
-        self.focus = (FocusBank(focus_groups(instruments, genres), SentenceEncoder().encode)
-                      if config["loss_weights"].get("focus", 0) else None)
+        self.focus = (
+            FocusBank(focus_groups(instruments, genres), SentenceEncoder().encode)
+            if config["loss_weights"].get("focus", 0)
+            else None
+        )
         self.focus_labels = self.focus.labels(self.targets) if self.focus else None  # (clips, groups)
 
     def _focus(self, rows: list[int], generator: torch.Generator | None):
@@ -139,17 +171,24 @@ class Trainer(TrainingLoop):
 
     def _batch(self, step: int) -> list[int]:
         epoch, within = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(
-            self.config["seed"] * 7919 + epoch))
+        order = torch.randperm(
+            len(self.train_idx), generator=torch.Generator().manual_seed(self.config["seed"] * 7919 + epoch)
+        )
         size = self.config["batch_size"]
-        return [self.train_idx[i] for i in order[within * size:(within + 1) * size].tolist()]
+        return [self.train_idx[i] for i in order[within * size : (within + 1) * size].tolist()]
 
     def train_step(self, generator: torch.Generator) -> dict[str, float]:
         config = self.config
         rows = self._batch(self.step)
         frames = int(config["crop_seconds"] * SAMPLE_RATE / HOP)
-        feats = augment(self.cache.features[rows], frames, generator, config["gain_db"], tuple(config["snr_db"]),
-                        config["noise_prob"]).to(self.device)
+        feats = augment(
+            self.cache.features[rows],
+            frames,
+            generator,
+            config["gain_db"],
+            tuple(config["snr_db"]),
+            config["noise_prob"],
+        ).to(self.device)
         caption_ids = self.cache.caption_index[rows]
         sentences = self.cache.captions[caption_ids].to(self.device)
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
@@ -170,8 +209,12 @@ class Trainer(TrainingLoop):
             return None
         self.model.eval()
         rows = self.val_idx
-        audio = torch.cat([self.model.audio_embedding(self.cache.features[rows[i:i + 64]].float().to(self.device))
-                           for i in range(0, len(rows), 64)])
+        audio = torch.cat(
+            [
+                self.model.audio_embedding(self.cache.features[rows[i : i + 64]].float().to(self.device))
+                for i in range(0, len(rows), 64)
+            ]
+        )
         caption_ids = self.cache.caption_index[rows]
         target = {k: v[rows].to(self.device) for k, v in self.targets.items()}
         text = self.model.text_embedding(self.cache.captions[caption_ids].to(self.device))
@@ -203,12 +246,24 @@ class Trainer(TrainingLoop):
     def provenance(self) -> dict[str, Any]:
         """What the finished model was trained on: evaluations must use clips outside ``trained_seeds``."""
         seeds = sorted(self.clips[i].seed for i in self.train_idx)
-        return {"corpus": self.run_id["corpus"], "config": self.config, "steps": self.step,
-                "trained_seeds": _ranges(seeds), "final_eval": self.evals[-1] if self.evals else None}
+        return {
+            "corpus": self.run_id["corpus"],
+            "config": self.config,
+            "steps": self.step,
+            "trained_seeds": _ranges(seeds),
+            "final_eval": self.evals[-1] if self.evals else None,
+        }
 
 
-def train(corpus: str | Path, config: str | Path | dict[str, Any], out: str | Path, device: str = "cpu",
-          until_step: int | None = None, time_limit: float | None = None, progress: bool = True) -> Trainer:
+def train(
+    corpus: str | Path,
+    config: str | Path | dict[str, Any],
+    out: str | Path,
+    device: str = "cpu",
+    until_step: int | None = None,
+    time_limit: float | None = None,
+    progress: bool = True,
+) -> Trainer:
     """Build or reuse the caches, resume from ``out``'s checkpoint if any, and train; returns the trainer."""
     config = check_config(config) if isinstance(config, dict) else read_config(config)
     trainer = Trainer(corpus, config, out, device=device, progress=progress)

@@ -22,16 +22,20 @@ from ..errors import TadaError
 MODEL, OPTIMIZER, STATE = "model.safetensors", "optimizer.safetensors", "state.json"
 
 
-def save(directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: dict[str, Any]) -> None:
+def save(
+    directory: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
     directory = Path(directory)
     tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL))
     opt = optimizer.state_dict()
-    tensors = {f"{index}.{name}": value.detach().cpu().contiguous()
-               for index, entries in opt["state"].items() for name, value in entries.items()}
+    tensors = {
+        f"{index}.{name}": value.detach().cpu().contiguous()
+        for index, entries in opt["state"].items()
+        for name, value in entries.items()
+    }
     save_file(tensors, str(tmp / OPTIMIZER), metadata={"param_groups": json.dumps(opt["param_groups"])})
     (tmp / STATE).write_text(json.dumps(state))
     if directory.exists():

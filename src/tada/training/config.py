@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import TadaError
 
@@ -22,8 +23,9 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return value
 
 
-def check_keys(config: dict[str, Any], keys: Iterable[str], source: str = "config",
-               optional: Iterable[str] = ()) -> dict[str, Any]:
+def check_keys(
+    config: dict[str, Any], keys: Iterable[str], source: str = "config", optional: Iterable[str] = ()
+) -> dict[str, Any]:
     """Refuse missing and unknown keys (a typo would otherwise fall back to a default silently);
     ``optional`` keys may be absent."""
     keys, optional = list(keys), list(optional)

@@ -10,8 +10,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 
-def save_stamped(path: Path, tensors: dict[str, torch.Tensor], stamp: str | None = None,
-                 metadata: dict[str, str] | None = None) -> None:
+def save_stamped(
+    path: Path, tensors: dict[str, torch.Tensor], stamp: str | None = None, metadata: dict[str, str] | None = None
+) -> None:
     """Write beside, then rename: a kill mid-write leaves no torn file."""
     meta = dict(metadata or {})
     if stamp is not None:

@@ -52,7 +52,7 @@ def plot_history(history: list[dict[str, Any]], evals: list[dict[str, Any]], pat
         if len(values) >= window:
             smooth = np.convolve(values, np.ones(window) / window, mode="valid")
             ax.plot(np.arange(len(smooth)) + window, smooth, label=f"train {key}")
-    for key in ([k for k in evals[0] if k != "step"] if evals else []):
+    for key in [k for k in evals[0] if k != "step"] if evals else []:
         ax.plot([e["step"] for e in evals], [e[key] for e in evals], "o-", label=key)
     ax.set(xlabel="step", ylabel="loss", title=f"{title} (moving average of {window} steps)")
     ax.set_yscale("log")
@@ -107,12 +107,16 @@ class TrainingLoop:
             return False
         state = json.loads((found / checkpoint.STATE).read_text())
         if state.get("run") != self.run_id and not extends(state.get("run"), self.run_id):
-            raise TadaError(f"{self.out} holds a checkpoint of a different run (config or data changed); "
-                            "remove it or choose another --out")
+            raise TadaError(
+                f"{self.out} holds a checkpoint of a different run (config or data changed); "
+                "remove it or choose another --out"
+            )
         state = checkpoint.load(found, self.model, self.optimizer)
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
         if self.step > self.config["steps"]:
-            raise TadaError(f"{self.out} is already at step {self.step}, past this config's {self.config['steps']} steps")
+            raise TadaError(
+                f"{self.out} is already at step {self.step}, past this config's {self.config['steps']} steps"
+            )
         return True
 
     def save(self) -> None:

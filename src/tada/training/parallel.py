@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -18,8 +19,9 @@ def _one_thread(job: tuple[Callable[[str], T], str]) -> T:
     return fn(item)
 
 
-def map_files(fn: Callable[[str], T], items: Sequence[str], desc: str, progress: bool = True,
-              min_per_worker: int = 64) -> list[T]:
+def map_files(
+    fn: Callable[[str], T], items: Sequence[str], desc: str, progress: bool = True, min_per_worker: int = 64
+) -> list[T]:
     """``[fn(item) for item in items]`` in order, split over up to ``os.cpu_count()`` spawned
     workers (one torch thread each) when there are enough items to pay for their start-up.
     ``fn`` must be a module-level function (it is pickled by name)."""

@@ -18,7 +18,7 @@ truth is known, so a setting is chosen on ground truth and never on the model's 
   pair with a shared seed. The twins' isolated voices (no accompaniment), read by pYIN, give
   the ceiling: how often the voices themselves differ as labelled.
 
-    python benchmarks/signal_checks_calibration.py --corpus DIR [--clips 300]
+    python research/signal_checks_calibration.py --corpus DIR [--clips 300]
 
 ``DIR`` is a corpus built by ``tada data make`` (``labels.jsonl`` + ``audio/``).
 """
@@ -38,17 +38,19 @@ from tqdm import tqdm
 
 from tada import signal_checks
 from tada.data.attributes import SAMPLE_RATE, ClipSpec
+from tada.data.captions import FAST_BPM, SLOW_BPM
 from tada.data.corpus import render_spec
 from tada.data.render import render_vocals
-from tada.data.captions import FAST_BPM, SLOW_BPM
 
 
 def tempo_summary(estimates: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     fast, slow = truth >= FAST_BPM, truth <= SLOW_BPM
     both = fast | slow
-    return {"gap": float(np.median(estimates[fast]) - np.median(estimates[slow])),
-            "within_8pct": float(np.mean(np.abs(estimates / truth - 1) < 0.08)),
-            "fast_vs_slow_auc": float(roc_auc_score(fast[both], estimates[both]))}
+    return {
+        "gap": float(np.median(estimates[fast]) - np.median(estimates[slow])),
+        "within_8pct": float(np.mean(np.abs(estimates / truth - 1) < 0.08)),
+        "fast_vs_slow_auc": float(roc_auc_score(fast[both], estimates[both])),
+    }
 
 
 def female_higher(female: np.ndarray, male: np.ndarray) -> float:
@@ -66,7 +68,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (args.corpus / "labels.jsonl").read_text().splitlines() if line.strip()]
     if not rows:
         sys.exit(f"error: {args.corpus} has no labelled clips")
-    rows = rows[-args.clips:]
+    rows = rows[-args.clips :]
 
     def load(row: dict) -> tuple[np.ndarray, int]:
         return sf.read(args.corpus / row["path"], dtype="float32")
@@ -83,19 +85,26 @@ def main() -> None:
         major.append(row["mode"] == "major")
     truth = np.array(truth, dtype=float)
     labelled_gap = float(np.median(truth[truth >= FAST_BPM]) - np.median(truth[truth <= SLOW_BPM]))
-    report = {"clips": len(rows), "labelled_gap": labelled_gap,
-              "tempo_shipped": tempo_summary(np.array(shipped), truth),
-              "tempo_without_metrical_level": tempo_summary(np.array(plain), truth),
-              "tempo_librosa_default": tempo_summary(np.array(default), truth),
-              "mode_auc": float(roc_auc_score(major, mode_scores)),
-              "beats_per_onset": {"shipped": signal_checks.BEATS_PER_ONSET,
-                                  "these_clips": float(np.median(truth / (60 * np.maximum(rates, 1e-9))))}}
+    report = {
+        "clips": len(rows),
+        "labelled_gap": labelled_gap,
+        "tempo_shipped": tempo_summary(np.array(shipped), truth),
+        "tempo_without_metrical_level": tempo_summary(np.array(plain), truth),
+        "tempo_librosa_default": tempo_summary(np.array(default), truth),
+        "mode_auc": float(roc_auc_score(major, mode_scores)),
+        "beats_per_onset": {
+            "shipped": signal_checks.BEATS_PER_ONSET,
+            "these_clips": float(np.median(truth / (60 * np.maximum(rates, 1e-9)))),
+        },
+    }
 
     vocal = [r for r in rows if r.get("vocals")]
     voices = {g: [r for r in vocal if r["vocals"]["gender"] == g][: args.vocal_clips] for g in ("female", "male")}
-    pitch = {"median_f0": signal_checks.median_f0,
-             "median_f0_fmin_65": lambda audio, sr: signal_checks.median_f0(audio, sr, fmin=65.0),
-             "pitch_register": signal_checks.pitch_register}
+    pitch = {
+        "median_f0": signal_checks.median_f0,
+        "median_f0_fmin_65": lambda audio, sr: signal_checks.median_f0(audio, sr, fmin=65.0),
+        "pitch_register": signal_checks.pitch_register,
+    }
     read = {(g, name): [] for g in voices for name in pitch}
     for g, group in voices.items():
         for row in tqdm(group, desc=f"pitch {g}"):
@@ -103,7 +112,8 @@ def main() -> None:
             for name, measure in pitch.items():
                 read[g, name].append(measure(audio, sr))
     report["pitch_unrelated_pairs_female_higher"] = {
-        name: female_higher(np.array(read["female", name]), np.array(read["male", name])) for name in pitch}
+        name: female_higher(np.array(read["female", name]), np.array(read["male", name])) for name in pitch
+    }
     twins = {name: [] for name in [*pitch, "isolated_voice_median_f0"]}
     for row in tqdm(vocal[: args.twins], desc="gender twins"):
         spec = ClipSpec.from_json(row["spec"])
@@ -112,10 +122,12 @@ def main() -> None:
         for name, measure in pitch.items():
             twins[name].append([measure(m, SAMPLE_RATE) for m in mixes])
         twins["isolated_voice_median_f0"].append(
-            [signal_checks.median_f0(render_vocals(s), SAMPLE_RATE, fmin=60.0) for s in pair])
+            [signal_checks.median_f0(render_vocals(s), SAMPLE_RATE, fmin=60.0) for s in pair]
+        )
     report["pitch_gender_twins_female_higher"] = {  # each twin against its own partner only
         name: float(np.mean(np.nan_to_num(f, nan=0.0) > np.nan_to_num(m, nan=np.inf)))
-        for name, (f, m) in ((name, np.array(v).T) for name, v in twins.items())}
+        for name, (f, m) in ((name, np.array(v).T) for name, v in twins.items())
+    }
     report["gender_twins"] = len(twins["pitch_register"])
     print(json.dumps(report, indent=1))
     if args.out:

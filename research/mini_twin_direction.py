@@ -1,4 +1,6 @@
-"""Does a caption's mood (or voice) word move tada-mini towards the other twin? A direct read of what the text path learnt.
+"""Does a caption's mood (or voice) word move tada-mini towards the other twin?
+
+A direct read of what the text path learnt.
 
 Takes twin pairs from a training set: mode twins (``trainset.mode_twins``: the same piece
 in major and in minor, captions differing only in the mood word; ``tada data make
@@ -13,7 +15,7 @@ sigma: the mean cosine of d_text and d_true, and the mean regression coefficient
 fully into the right twin; 0, the caption is ignored). No decoding; only the pairs'
 captions are encoded: about 20 s on 2 cores for 50 pairs.
 
-    python benchmarks/mini_twin_direction.py --trainset out/mini-twins/trainset [--kind gender] [--model tada-mini:DIR]
+    python research/mini_twin_direction.py --trainset out/mini-twins/trainset [--kind gender] [--model tada-mini:DIR]
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=TWIN_KINDS, default="mode", help="which twins: mode or gender")
     parser.add_argument("--model", default="tada-mini")
     parser.add_argument("--transformer", default=None, help="use this transformer directory instead (a checkpoint)")
-    parser.add_argument("--pairs", type=int, default=200,
-                        help="the first N pairs of that kind (those among the first val_clips rows are held out)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=200,
+        help="the first N pairs of that kind (those among the first val_clips rows are held out)",
+    )
     args = parser.parse_args()
     data = TrainSet(args.trainset)
     firsts, seconds = data.pairs[data.pair_kinds == TWIN_KINDS.index(args.kind)][: args.pairs].T
@@ -59,8 +65,12 @@ def main() -> None:
     def predict(xt: torch.Tensor, sigma: float, captions: torch.Tensor) -> torch.Tensor:
         mask = masks[captions]
         width = int(mask.sum(dim=1).max())
-        velocity = transformer(xt, torch.full((len(xt),), sigma * 1000.0), encoder_hidden_states=states[captions, :width],
-                               encoder_attention_mask=mask[:, :width])
+        velocity = transformer(
+            xt,
+            torch.full((len(xt),), sigma * 1000.0),
+            encoder_hidden_states=states[captions, :width],
+            encoder_attention_mask=mask[:, :width],
+        )
         return xt - sigma * velocity
 
     print(f"{len(firsts)} twin pairs; |a - b| / |a| = {(d_true.norm(dim=1) / a.flatten(1).norm(dim=1)).mean():.3f}")
@@ -70,8 +80,10 @@ def main() -> None:
         d_text = (predict(xt, sigma, captions_a) - predict(xt, sigma, captions_b)).flatten(1)
         cosine = torch.nn.functional.cosine_similarity(d_text, d_true).mean()
         coefficient = ((d_text * d_true).sum(1) / d_true.square().sum(1)).mean()
-        print(f"sigma {sigma:.2f}: cosine {cosine:.3f}  coefficient {coefficient:.3f}  "
-              f"|d_text| / |d_true| {(d_text.norm(dim=1) / d_true.norm(dim=1)).mean():.3f}")
+        print(
+            f"sigma {sigma:.2f}: cosine {cosine:.3f}  coefficient {coefficient:.3f}  "
+            f"|d_text| / |d_true| {(d_text.norm(dim=1) / d_true.norm(dim=1)).mean():.3f}"
+        )
 
 
 if __name__ == "__main__":

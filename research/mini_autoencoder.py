@@ -10,7 +10,7 @@ representation must keep them. With ``--gender-twins N`` (a corpus made with
 female and with a male voice), the share whose female twin reads higher by the pitch
 register, and the median register gap in semitones, for the same three versions.
 
-    python benchmarks/mini_autoencoder.py --autoencoder out/mini/autoencoder/model \
+    python research/mini_autoencoder.py --autoencoder out/mini/autoencoder/model \
         --corpus data/corpus-heldout --clips 100 [--gender-twins 100]
 """
 
@@ -38,9 +38,14 @@ def versions(wave: torch.Tensor, ae: MelAutoencoder) -> tuple[dict[str, np.ndarr
     with torch.no_grad():
         normal = ae.stats.normalise(spec)
         rebuilt = ae.decode(ae.encode(normal[None])[0])[0]
-    return ({"original": wave.numpy(), "griffin_lim": mel.mel_to_audio(spec).numpy(),
-             "autoencoder": mel.mel_to_audio(ae.stats.denormalise(rebuilt)).numpy()},
-            float((rebuilt - normal).abs().mean()))
+    return (
+        {
+            "original": wave.numpy(),
+            "griffin_lim": mel.mel_to_audio(spec).numpy(),
+            "autoencoder": mel.mel_to_audio(ae.stats.denormalise(rebuilt)).numpy(),
+        },
+        float((rebuilt - normal).abs().mean()),
+    )
 
 
 def gender_twin_registers(ae: MelAutoencoder, corpus: Path, n: int) -> dict:
@@ -57,9 +62,11 @@ def gender_twin_registers(ae: MelAutoencoder, corpus: Path, n: int) -> dict:
         for name in gaps:
             hz = [signal_checks.pitch_register(v[name], mel.SAMPLE_RATE) for v in read]
             gaps[name].append(12 * np.log2(hz[0] / hz[1]) if np.all(np.isfinite(hz)) else -np.inf)
-    return {"pairs": len(twins),
-            "female_higher": {k: float(np.mean(np.array(v) > 0)) for k, v in gaps.items()},
-            "median_gap_semitones": {k: float(np.median(v)) for k, v in gaps.items()}}
+    return {
+        "pairs": len(twins),
+        "female_higher": {k: float(np.mean(np.array(v) > 0)) for k, v in gaps.items()},
+        "median_gap_semitones": {k: float(np.median(v)) for k, v in gaps.items()},
+    }
 
 
 def main() -> None:
@@ -83,9 +90,12 @@ def main() -> None:
             if name != "original":
                 tempo_diff[name].append(abs(signal_checks.tempo_bpm(clip, mel.SAMPLE_RATE) - bpm))
     n = len(records)
-    report = {"clips": n, "mel_l1": float(np.mean(errors)) if n else None,
-              "mode_accuracy": {k: v / n for k, v in right.items()} if n else None,
-              "median_tempo_difference_bpm": {k: float(np.median(v)) if v else None for k, v in tempo_diff.items()}}
+    report = {
+        "clips": n,
+        "mel_l1": float(np.mean(errors)) if n else None,
+        "mode_accuracy": {k: v / n for k, v in right.items()} if n else None,
+        "median_tempo_difference_bpm": {k: float(np.median(v)) if v else None for k, v in tempo_diff.items()},
+    }
     if args.gender_twins:
         report["gender_twins"] = gender_twin_registers(ae, args.corpus, args.gender_twins)
     print(json.dumps(report))
