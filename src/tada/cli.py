@@ -27,7 +27,9 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-MODEL_ARG = typer.Argument(..., help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`).")
+MODEL_ARG = typer.Argument(
+    ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."
+)
 DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or float16.")
 DEVICE_OPT = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
 THREADS_OPT = typer.Option(None, help="CPU threads for torch (default: torch's choice).")
@@ -289,7 +291,9 @@ def demo(
 
 @app.command()
 def score(
-    audio: list[Path] = typer.Argument(..., help="Sound files to score (any rate; resampled to 16 kHz)."),
+    audio: list[Path] = typer.Argument(
+        ..., metavar="AUDIO", help="Sound files to score (any rate; resampled to 16 kHz)."
+    ),
     text: list[str] = typer.Option(..., "--text", help="A text probe, e.g. 'a piano song'; repeat for more."),
     json_: bool = typer.Option(False, "--json", help="Print a JSON list of {audio, text, similarity}."),
     weights: Path | None = typer.Option(None, help="Scorer weights directory (default: the shipped weights)."),
