@@ -9,7 +9,8 @@ vocals also gets its *gender twin* (``<id>-gender``, :func:`gender_twin`): the s
 sung or rapped by the other gender's voice. A twin's record names its original
 (``twin_of``) and, for a gender twin, ``"twin_kind": "gender"``. Workers write
 each WAV atomically; the parent appends its label line only after the WAV is in place.
-A killed run, started again, keeps every clip that has both and renders the rest.
+A killed run, started again, keeps every clip that has both and renders the rest. A run into
+an existing corpus with other settings adds its clips to the ones already there.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..errors import TadaError
+from ..validate import MAX_SEED
 from .attributes import SAMPLE_RATE, TWIN_KINDS, ClipSpec, sample_spec
 from .captions import caption
-from .render import Renderer, check_tools
+from .render import Renderer, check_soundfont, check_tools
 
 LABELS = "labels.jsonl"
 TWIN_SUFFIX = "-twin"
@@ -38,6 +40,7 @@ GENDER_TWIN_SUFFIX = "-gender"
 OTHER_MODE = {"major": "minor", "minor": "major"}
 OTHER_GENDER = {"female": "male", "male": "female"}
 _renderer: Renderer | None = None
+_init_error: Exception | None = None
 
 
 def clip_id(seed: int) -> str:
@@ -101,8 +104,13 @@ def render_spec(spec: ClipSpec, soundfont: str | None = None) -> np.ndarray:
 
 
 def _init_worker(soundfont: str | None) -> None:
-    global _renderer
-    _renderer = Renderer(soundfont)
+    """Load the renderer once per worker. A pool restarts a worker whose initializer raises, forever
+    (a hang), so a failure is kept and raised by the worker's first job, which ends the pool."""
+    global _renderer, _init_error
+    try:
+        _renderer = Renderer(soundfont)
+    except Exception as exc:
+        _init_error = exc
 
 
 _TWIN_MAKERS = {"mode": mode_twin, "gender": gender_twin}
@@ -110,6 +118,8 @@ _TWIN_MAKERS = {"mode": mode_twin, "gender": gender_twin}
 
 def _make_clip(job: tuple[int, str | None, str]) -> dict[str, Any]:
     seed, kind, out = job
+    if _init_error is not None:
+        raise _init_error
     spec = sample_spec(seed, clip_id(seed))
     original = spec.id
     if kind:
@@ -122,17 +132,46 @@ def _make_clip(job: tuple[int, str | None, str]) -> dict[str, Any]:
     return label(spec, relative, original if kind else None, kind or "mode")
 
 
+def _record_problem(record: Any) -> str | None:
+    """Why a parsed label line is not a clip record (None if it is): the corpus code needs its
+    ``id`` and ``path`` to find the clip and its ``seed`` (and twin kind) to order it."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = [key for key in ("id", "path", "seed") if key not in record]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(record["id"], str) or not isinstance(record["path"], str):
+        return "id and path must be strings"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        return "seed must be an integer"
+    if twin_kind(record) not in (None, *TWIN_KINDS):
+        return f"unknown twin_kind {record['twin_kind']!r}"
+    return None
+
+
 def read_labels(out: str | Path) -> list[dict[str, Any]]:
-    """Complete label lines whose audio exists (a torn last line from a kill is dropped)."""
+    """Complete label lines whose audio exists. A torn last line (from a kill) is dropped; any other
+    line that is not a clip record is refused with its line number, since a rewrite would lose it."""
     path = Path(out) / LABELS
     if not path.is_file():
         return []
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TadaError(f"cannot read {path} as UTF-8 text ({exc})") from None
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                continue
+            raise TadaError(f"{path}:{number} is not a valid label line (not JSON)") from None
+        problem = _record_problem(record)
+        if problem:
+            raise TadaError(f"{path}:{number} is not a valid label line ({problem})")
         if (Path(out) / record["path"]).is_file():
             records.append(record)
     return records
@@ -167,6 +206,31 @@ def label_order(record: dict[str, Any]) -> tuple[int, int]:
     return record["seed"], 0 if kind is None else 1 + TWIN_KINDS.index(kind)
 
 
+def _check_settings(n: int, seed: int, workers: int) -> None:
+    """Refuse impossible settings before any work: clip seeds ``seed .. seed + n - 1`` must all be
+    seeds every generator accepts (0 .. 2**32 - 1, numpy's and torch's range), so a clip's seed can
+    seed anything downstream and stays exact in any JSON reader."""
+    if n < 1:
+        raise TadaError(f"--n must be at least 1 (the number of clips to render), got {n}")
+    if workers < 1:
+        raise TadaError(f"--workers must be at least 1 (the number of rendering processes), got {workers}")
+    if not 0 <= seed <= MAX_SEED - (n - 1):
+        raise TadaError(
+            f"--seed must be between 0 and {MAX_SEED - (n - 1)} with --n {n}, got {seed} "
+            f"(clip seeds SEED .. SEED + N - 1 must fit the 32-bit seed range of numpy and torch)"
+        )
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output path that cannot hold a corpus, in one line rather than an OSError later."""
+    if out.exists() and not out.is_dir():
+        raise TadaError(f"--out {out} is a file; the corpus is a directory (audio/ and {LABELS})")
+    if (out / "audio").exists() and not (out / "audio").is_dir():
+        raise TadaError(f"{out / 'audio'} is a file; a corpus keeps its clips in that directory")
+    if (out / LABELS).is_dir():
+        raise TadaError(f"{out / LABELS} is a directory; a corpus keeps its labels in that file")
+
+
 def make_corpus(
     n: int,
     seed: int,
@@ -179,11 +243,14 @@ def make_corpus(
 ) -> CorpusReport:
     """Render clips with seeds ``seed .. seed + n - 1`` into ``out`` (resuming if partly done),
     with ``mode_twins`` also each clip's :func:`mode_twin`, with ``gender_twins`` each vocal
-    clip's :func:`gender_twin`. Twins rendered by an earlier run are kept either way."""
-    if n < 1:
-        raise TadaError("the corpus needs at least one clip (--n)")
+    clip's :func:`gender_twin`. Twins rendered by an earlier run are kept either way.
+
+    Clips already in ``out`` from runs with other settings (another seed range, other twins) are
+    kept too, never dropped: a clip's id fixes its content, so the union is a consistent corpus,
+    whereas refusing would stop the common "make 100 more" run and dropping lost finished work."""
+    _check_settings(n, seed, workers)
     out = Path(out)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
+    _check_out(out)
     wanted: dict[str, tuple[int, str | None]] = {clip_id(s): (s, None) for s in range(seed, seed + n)}
     if mode_twins:
         wanted.update({clip_id(s) + TWIN_SUFFIX: (s, "mode") for s in range(seed, seed + n)})
@@ -195,17 +262,22 @@ def make_corpus(
                 if sample_spec(s).vocals is not None
             }
         )
-    done = [r for r in read_labels(out) if r["id"] in wanted or r.get("twin_of") in wanted]
-    done_ids = {r["id"] for r in done}
-    _write_labels(out, done)
-    todo = [job for cid, job in wanted.items() if cid not in done_ids]
+    done = {r["id"]: r for r in read_labels(out)}  # every existing clip, whatever run made it
+    todo = [job for cid, job in wanted.items() if cid not in done]
+    if todo:
+        soundfont = check_tools(soundfont)  # fail fast, with one clear line, if FluidSynth or espeak-ng is missing
+        check_soundfont(soundfont)  # and before any worker starts, if the soundfont does not load
+    try:
+        (out / "audio").mkdir(parents=True, exist_ok=True)
+        _write_labels(out, list(done.values()))
+    except OSError as exc:
+        raise TadaError(f"cannot write the corpus in {out} ({exc.strerror}: {exc.filename})") from None
     start = time.perf_counter()
     if todo:
-        check_tools(soundfont)  # fail fast, with one clear line, if FluidSynth or espeak-ng is missing
         # spawn, not fork: a forked child of a process that already runs FluidSynth threads can deadlock
         context = mp.get_context("spawn")
         with (
-            context.Pool(max(1, workers), initializer=_init_worker, initargs=(soundfont,)) as pool,
+            context.Pool(workers, initializer=_init_worker, initargs=(soundfont,)) as pool,
             (out / LABELS).open("a", encoding="utf-8") as labels,
         ):
             results = pool.imap_unordered(_make_clip, _jobs(todo, out), chunksize=2)

@@ -9,10 +9,14 @@ not on what the process rendered before.
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,10 +37,47 @@ VOICE_LEVEL = 0.8  # vocal RMS relative to the instruments' RMS
 
 
 def find_soundfont(path: str | None = None) -> str:
-    for candidate in [path] if path else SOUNDFONTS:
-        if candidate and Path(candidate).is_file():
+    """``path`` when given, else the first installed default. A given path that is missing is the
+    user's typo, not a missing package, so the error names that file rather than the package."""
+    if path:
+        if not Path(path).is_file():
+            problem = "is not a file" if Path(path).exists() else "does not exist"
+            raise TadaError(f"soundfont {path} {problem} (--soundfont takes a General MIDI .sf2 file)")
+        return path
+    for candidate in SOUNDFONTS:
+        if Path(candidate).is_file():
             return candidate
     raise TadaError("no General MIDI soundfont found: install fluid-soundfont-gm (run `make setup`)")
+
+
+@contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """FluidSynth and libinstpatch report a failed load in several lines on the C-level stderr;
+    the caller's TadaError says it in one, so file descriptor 2 points at /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_soundfont(path: str) -> None:
+    """Load ``path`` once in this process and refuse it in one line if FluidSynth cannot: rendering
+    workers would otherwise each fail on it (a pool restarts workers whose start fails, forever)."""
+    import fluidsynth
+
+    synth = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
+    try:
+        with _c_stderr_silenced():
+            sfid = synth.sfload(path)
+    finally:
+        synth.delete()
+    if sfid < 0:
+        raise TadaError(f"FluidSynth cannot load {path} as a soundfont (--soundfont takes a General MIDI .sf2 file)")
 
 
 def check_tools(soundfont: str | None = None) -> str:

@@ -53,8 +53,12 @@ def read_labels(corpus: str | Path) -> list[Clip]:
     path = root / LABELS
     if not path.is_file():
         raise TadaError(f"{root} is not a corpus: {LABELS} is missing (make one with `tada data make`)")
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:  # a binary or unreadable file: one line, not a traceback
+        raise TadaError(f"cannot read {path} as UTF-8 text ({exc})") from None
     clips = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
