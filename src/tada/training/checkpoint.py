@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import TadaError
+from ..files import write_safetensors
 
 MODEL, OPTIMIZER, STATE = "model.safetensors", "optimizer.safetensors", "state.json"
 
@@ -29,14 +30,10 @@ def save(
     tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL))
+    write_safetensors(tmp / MODEL, model.state_dict())
     opt = optimizer.state_dict()
-    tensors = {
-        f"{index}.{name}": value.detach().cpu().contiguous()
-        for index, entries in opt["state"].items()
-        for name, value in entries.items()
-    }
-    save_file(tensors, str(tmp / OPTIMIZER), metadata={"param_groups": json.dumps(opt["param_groups"])})
+    tensors = {f"{index}.{name}": value for index, entries in opt["state"].items() for name, value in entries.items()}
+    write_safetensors(tmp / OPTIMIZER, tensors, {"param_groups": json.dumps(opt["param_groups"])})
     (tmp / STATE).write_text(json.dumps(state))
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -1,25 +1,23 @@
-"""Safetensors files written atomically and stamped with a fingerprint of what they were computed from."""
+"""Safetensors files stamped with a fingerprint of what they were computed from, written atomically and reproducibly."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+
+from ..files import write_safetensors
 
 
 def save_stamped(
     path: Path, tensors: dict[str, torch.Tensor], stamp: str | None = None, metadata: dict[str, str] | None = None
 ) -> None:
-    """Write beside, then rename: a kill mid-write leaves no torn file."""
+    """Write beside, then rename (:func:`tada.files.write_safetensors`): a kill mid-write leaves no torn file."""
     meta = dict(metadata or {})
     if stamp is not None:
         meta["fingerprint"] = stamp
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    write_safetensors(path, tensors, meta)
 
 
 def read_stamp(path: Path) -> str | None:

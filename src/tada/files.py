@@ -1,0 +1,95 @@
+"""Output files written atomically and byte-reproducibly.
+
+Every file tada writes goes beside its target as ``<name>.tmp`` and is then renamed, so
+a killed write never leaves a torn file. Equal contents give equal bytes, so two runs
+can be compared with ``sha256sum``: safetensors serialises its ``__metadata__`` map in
+a random order (here the header is re-serialised with sorted keys), and libsndfile
+stamps float WAVs with a PEAK chunk holding the write time (here the RIFF file is
+written directly, with no PEAK chunk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save
+
+# soundfile's subtype name -> little-endian sample type; both are WAVE format 3, IEEE float.
+_WAV_SUBTYPES = {"FLOAT": np.dtype("<f4"), "DOUBLE": np.dtype("<f8")}
+_IEEE_FLOAT = 3
+
+
+def _write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write beside, then rename: a kill mid-write leaves the target absent or whole, never torn."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file whose header lists tensors and metadata in sorted key order.
+
+    The data buffer is left as safetensors lays it out (by dtype, then name: already
+    deterministic), so each entry's offsets stay valid; only the header JSON is rewritten,
+    padded with spaces to a multiple of 8 as safetensors does.
+    """
+    raw = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + raw[8 + length :]
+
+
+def write_safetensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``tensors`` (moved to CPU, made contiguous) and string ``metadata`` atomically and reproducibly."""
+    return _write_atomic(path, _safetensors_bytes(tensors, metadata))
+
+
+def _wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> bytes:
+    """A float RIFF/WAVE file of ``samples`` (``(frames,)`` or ``(frames, channels)``, as soundfile takes them).
+
+    The fmt, fact and data chunks libsndfile writes, without its PEAK chunk and so without a
+    timestamp. Samples are cast as libsndfile casts them; integer input is refused, since
+    libsndfile would rescale it.
+    """
+    if subtype not in _WAV_SUBTYPES:
+        raise ValueError(f"unsupported WAV subtype {subtype!r}; choose one of {', '.join(_WAV_SUBTYPES)}")
+    dtype = _WAV_SUBTYPES[subtype]
+    samples = np.asarray(samples)
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise ValueError(f"samples must be floating point; got {samples.dtype}")
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[1] < 1:
+        raise ValueError(f"samples must be (frames,) or (frames, channels); got shape {samples.shape}")
+    frames, channels = samples.shape
+    width = dtype.itemsize
+    fmt = struct.pack(
+        "<HHIIHH", _IEEE_FLOAT, channels, sample_rate, sample_rate * channels * width, channels * width, 8 * width
+    )
+    data = np.ascontiguousarray(samples, dtype=dtype).tobytes()
+    chunks = ((b"fmt ", fmt), (b"fact", struct.pack("<I", frames)), (b"data", data))
+    body = b"WAVE" + b"".join(name + struct.pack("<I", len(payload)) + payload for name, payload in chunks)
+    if len(body) > 0xFFFFFFFF:
+        raise ValueError("audio too long for a WAV file (over 4 GiB)")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:
+    """Write ``samples`` as a WAV file atomically; identical samples give identical bytes."""
+    return _write_atomic(path, _wav_bytes(samples, sample_rate, subtype))
