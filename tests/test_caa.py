@@ -87,6 +87,7 @@ def test_work_dir_of_another_job_is_refused(tiny_models, tmp_path):
     compute_caa(model, concept_pairs("mood", 1), sites="xattn.1", work_dir=work, progress=False, **SETTINGS)
     work.mkdir()
     (work / "job.json").write_text('{"other": 1}')
+    (work / "chunk-00000.safetensors").write_bytes(b"a finished unit of that other job")
     with pytest.raises(TadaError, match="different job"):
         compute_caa(model, concept_pairs("mood", 1), sites="xattn.1", work_dir=work, progress=False, **SETTINGS)
 

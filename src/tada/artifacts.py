@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import __version__
 from .engine import Site, SteeringHandle
 from .errors import ArtifactError, TadaError
+from .files import write_safetensors
 from .interventions import AddVector, Intervention, ProjectOut, Renormalize, TimestepTable
 from .schedules import ALWAYS, Schedule
 
@@ -43,13 +43,8 @@ def check_alpha(alpha: float) -> float:
 
 
 def write_artifact(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write a safetensors file atomically: a killed save never leaves a half-written artifact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    """Write a safetensors file atomically and reproducibly: a killed save never leaves a half-written artifact."""
+    return write_safetensors(path, tensors, metadata)
 
 
 def read_artifact(
@@ -104,6 +99,8 @@ class SteeringVector:
             raise ArtifactError(f"unknown operation {self.operation!r}; choose one of {', '.join(OPERATIONS)}")
         if not self.vectors:
             raise ArtifactError("a steering vector needs at least one site")
+        if self.timesteps.ndim != 1 or self.timesteps.shape[0] == 0:
+            raise ArtifactError(f"the timestep table must be a non-empty list, got shape {tuple(self.timesteps.shape)}")
         n = self.timesteps.shape[0]
         for alias, vec in self.vectors.items():
             if vec.ndim != 2 or vec.shape[0] != n:
@@ -116,6 +113,18 @@ class SteeringVector:
     @property
     def sites(self) -> list[str]:
         return list(self.vectors)
+
+    def _check_unit_norm(self) -> None:
+        """A file that says its vectors are unit-norm must hold unit-norm vectors (alpha means nothing else)."""
+        if self.normalisation != "unit":
+            return
+        for alias, vec in self.vectors.items():
+            norms = vec.double().norm(dim=-1)
+            if not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+                raise ArtifactError(
+                    f"vector for site {alias} is marked unit-norm but has norms {float(norms.min()):.3g} to "
+                    f"{float(norms.max()):.3g}; the file is inconsistent"
+                )
 
     # -- files ---------------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
@@ -145,7 +154,7 @@ class SteeringVector:
     def load(cls, path: str | Path) -> SteeringVector:
         def build(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> SteeringVector:
             sites = json.loads(meta["sites"])
-            return cls(
+            vector = cls(
                 {alias: tensors[f"vector/{alias}"] for alias in sites},
                 tensors["timesteps"],
                 meta["family"],
@@ -156,6 +165,8 @@ class SteeringVector:
                 json.loads(meta.get("prompt_set", "{}")),
                 json.loads(meta.get("settings", "{}")),
             )
+            vector._check_unit_norm()
+            return vector
 
         return read_artifact(Path(path), FORMAT, FORMAT_VERSION, _REQUIRED, "steering vector", build)
 

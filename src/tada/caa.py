@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import validate
 from .adapters.base import Adapter
 from .artifacts import SteeringVector
 from .engine import Site
@@ -51,12 +52,18 @@ def compute_caa(
     concept: str = "custom",
     prompt_set: dict[str, Any] | None = None,
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> SteeringVector:
-    """Compute a CAA steering vector; with ``work_dir`` a killed run resumes where it stopped."""
+    """Compute a CAA steering vector; with ``work_dir`` a killed run resumes where it stopped.
+
+    With ``out`` the vector is also written there, and the partial results in ``work_dir``
+    are deleted only once that file exists: a failed final write loses nothing, and the
+    same command run again completes from the parts.
+    """
     if not pairs:
         raise TadaError("CAA needs at least one prompt pair")
-    if batch_pairs < 1:
-        raise TadaError("batch_pairs must be at least 1")
+    validate.integer("batch_pairs", batch_pairs, 1, 10_000, "prompt pairs generated together")
+    validate.generation(seconds, steps, guidance, seed, n_seeds=len(pairs))
     chosen = model.resolve_sites(sites)
     seconds = model.default_seconds if seconds is None else seconds
     steps = model.default_steps if steps is None else steps
@@ -71,7 +78,31 @@ def compute_caa(
         **settings,
     }
     store = UnitStore(work_dir, config) if work_dir is not None else None
+    try:
+        vector = _caa_vector(model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress)
+        if out is not None:
+            vector.save(out)
+    finally:
+        if store is not None:
+            store.close()
+    if store is not None:
+        store.remove()
+    return vector
 
+
+def _caa_vector(
+    model: Adapter,
+    pairs: Sequence[tuple[str, str]],
+    chosen: list[Site],
+    settings: dict[str, Any],
+    batch_pairs: int,
+    store: UnitStore | None,
+    concept: str,
+    prompt_set: dict[str, Any] | None,
+    progress: bool,
+) -> SteeringVector:
+    """Generate the pairs batch by batch (or read the batches already in ``store``) and average."""
+    seconds, steps, guidance, seed = (settings[k] for k in ("seconds", "steps", "guidance", "seed"))
     totals: dict[str, torch.Tensor] = {}
     timesteps: torch.Tensor | None = None
     chunks = [list(range(i, min(i + batch_pairs, len(pairs)))) for i in range(0, len(pairs), batch_pairs)]
@@ -105,7 +136,7 @@ def compute_caa(
             raise TadaError(f"positive and negative prompts give identical activations at {site.alias}")
         vectors[site.alias] = (diff / norms).float()
     assert timesteps is not None
-    vector = SteeringVector(
+    return SteeringVector(
         vectors,
         timesteps,
         model.family,
@@ -116,6 +147,3 @@ def compute_caa(
         prompt_set=prompt_set or {"source": "custom", "n_pairs": len(pairs)},
         settings=settings,
     )
-    if store is not None:
-        store.remove()
-    return vector

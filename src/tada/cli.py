@@ -14,9 +14,14 @@ from pathlib import Path
 
 import typer
 
+from . import validate
 from .data.cli import data_app
 from .errors import TadaError
 
+SITE_KINDS = ("xattn", "xattn_in", "attn")
+WAV = (".wav",)
+SAFETENSORS = (".safetensors",)
+PLOTS = (".png", ".pdf", ".svg")
 DEMO_ALPHA = 2.0  # tada-mini: about one median token norm of its cross-attention outputs
 
 app = typer.Typer(
@@ -40,6 +45,9 @@ WORK_DIR_OPT = typer.Option(None, help="Where partial results go (default: OUT.p
 
 def _training_budget(threads: int | None, time_limit: float | None) -> float | None:
     """Apply ``--threads``; return ``--time-limit`` in seconds."""
+    validate.count("--threads", threads, "CPU threads", high=1024)
+    if time_limit is not None:
+        validate.finite("--time-limit", time_limit, 0.0, 10**6, "minutes", low_open=True)
     if threads is not None:
         import torch
 
@@ -50,6 +58,8 @@ def _training_budget(threads: int | None, time_limit: float | None) -> float | N
 def _load(model_id: str, dtype: str, device: str, progress: bool = True):
     from .adapters import load_model
 
+    _quiet_libraries()
+    validate.device(device)
     model = load_model(model_id, dtype=dtype, device=device)
     if progress and hasattr(model, "pipeline"):
         model.pipeline.set_progress_bar_config(disable=False, leave=False, desc="denoising")
@@ -62,6 +72,7 @@ def _prompt_pairs(concept: str | None, pairs: Path | None, n_pairs: int | None) 
 
     if (concept is None) == (pairs is None):
         raise TadaError("give exactly one of --concept or --pairs")
+    validate.count("--n-pairs", n_pairs, "how many of the prompt pairs to use")
     if concept is not None:
         prompt_pairs = concept_pairs(concept, n_pairs)
         return prompt_pairs, {"source": "preset", "concept": concept, "n_pairs": len(prompt_pairs)}
@@ -82,9 +93,9 @@ def _parse_steer(spec: str) -> tuple[Path, float]:
 @app.command()
 def models() -> None:
     """List the model ids tada understands."""
-    from .adapters import model_kinds
+    from .adapters.kinds import model_kinds
 
-    for kind in model_kinds():
+    for kind in model_kinds():  # from the family names alone: no torch import
         typer.echo(f"{kind.pattern:32s} {kind.description}")
 
 
@@ -95,6 +106,8 @@ def sites(
     dtype: str = DTYPE_OPT,
 ) -> None:
     """List a model's sites: alias, module path and tensor."""
+    if kind is not None and kind not in SITE_KINDS:
+        raise TadaError(f"--kind {kind!r}: choose one of {', '.join(SITE_KINDS)}")
     adapter = _load(model, dtype, "cpu", progress=False)
     typer.echo(adapter.describe())
     for site in adapter.sites.values():
@@ -115,6 +128,8 @@ def generate(
     device: str = DEVICE_OPT,
 ) -> None:
     """Generate one clip without steering."""
+    validate.generation(seconds, steps, guidance, seed)
+    validate.output_file(out, WAV, "the audio file")
     adapter = _load(model, dtype, device)
     audio = adapter.generate(prompt, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
     typer.echo(f"wrote {audio.save(out)} ({audio.seconds:.2f} s at {audio.sample_rate} Hz)")
@@ -141,6 +156,10 @@ def caa(
     from .caa import compute_caa
 
     prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
+    validate.generation(seconds, steps, guidance, seed, n_seeds=len(prompt_pairs))
+    validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
+    validate.output_file(out, SAFETENSORS, "a steering vector")
+    work_dir = validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
     adapter = _load(model, dtype, device, progress=False)
     vector = compute_caa(
         adapter,
@@ -151,11 +170,11 @@ def caa(
         guidance=guidance,
         seed=seed,
         batch_pairs=batch_pairs,
-        work_dir=work_dir or out.with_name(out.name + ".parts"),
+        work_dir=work_dir,
         concept=concept or pairs.stem,
         prompt_set=prompt_set,
+        out=out,
     )
-    vector.save(out)
     typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, {len(prompt_pairs)} pairs")
 
 
@@ -186,6 +205,12 @@ def localize(
     from .scorer import Scorer
 
     prompt_pairs, _ = _prompt_pairs(concept, pairs, n_pairs)
+    validate.generation(seconds, steps, guidance, seed, n_seeds=len(prompt_pairs))
+    validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
+    validate.output_file(out, SAFETENSORS, "an impact table")
+    if plot is not None:
+        validate.output_file(plot, PLOTS, "the heatmap", option="--plot")
+    work_dir = validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
     if probe is None:
         if concept is None:
             raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")
@@ -202,10 +227,10 @@ def localize(
         guidance=guidance,
         seed=seed,
         batch_pairs=batch_pairs,
-        work_dir=work_dir or out.with_name(out.name + ".parts"),
+        work_dir=work_dir,
         concept=concept or pairs.stem,
+        out=out,
     )
-    table.save(out)
     typer.echo(f"probe {probe!r}: clean {float(table.clean.mean()):.3f}, corrupted {float(table.corrupt.mean()):.3f}")
     if table.contrast <= 0:
         typer.echo("warning: the probe scores the corrupted clips higher than the clean ones; the impacts mean little")
@@ -238,6 +263,8 @@ def steer(
     from .artifacts import SteeringVector
     from .schedules import parse_schedule
 
+    validate.generation(seconds, steps, guidance, seed)
+    validate.output_file(out, WAV, "the audio file")
     plans = [(SteeringVector.load(path), alpha) for path, alpha in map(_parse_steer, steer_)]
     gate = parse_schedule(schedule)
     adapter = _load(model, dtype, device)
@@ -273,8 +300,8 @@ def demo(
         concept=concept,
         prompt_set={"source": "preset", "concept": concept, "n_pairs": n_pairs},
         work_dir=out / f"{concept}.parts",
+        out=vector_path,
     )
-    vector.save(vector_path)
     plain = adapter.generate(prompt, seed=seed)
     with vector.apply(adapter, alpha):
         steered = adapter.generate(prompt, seed=seed)
@@ -307,8 +334,7 @@ def score(
         if not probe.strip():
             raise TadaError("--text is empty: give a description such as 'a piano song'")
     for path in audio:
-        if not path.is_file():
-            raise TadaError(f"audio file {path} does not exist")
+        validate.input_file(path, "audio file")
     scorer = Scorer.load(weights)
     sims = scorer.similarity_files(audio, text)
     rows = [
@@ -409,14 +435,44 @@ def _quiet_libraries() -> None:
     transformers_logging.set_verbosity_error()
 
 
+def _end_progress_line() -> None:
+    """An error must start on a line of its own, not at the end of a half-drawn progress bar."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and any(not bar.disable for bar in list(tqdm.tqdm._instances)):
+        sys.stderr.write("\n")
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr."""
-    _quiet_libraries()
+    """Console entry point: user errors (and failures of the user's files) become one line on stderr."""
+    # typer 0.29 (pinned) parses with its own copy of click: its exceptions live there
+    from typer import Abort
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a bare `tada` or `tada data`: show its help
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except UsageError as exc:  # a malformed option or argument, said on one line
+        where = f"{exc.ctx.command_path}: " if exc.ctx else ""
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {where}{message} (see --help)", err=True)
+        sys.exit(2)
+    except Abort:
+        _end_progress_line()
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
     except TadaError as exc:
+        _end_progress_line()
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a full disk, a read-only or vanished path: the user's to fix, not a bug
+        _end_progress_line()
+        where = f": {exc.filename}" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, 
     if not path.is_file():
         raise ConceptError(f"no prompt-pair file at {path}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the header row
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConceptError(f"cannot read prompt pairs from {path}: {exc}") from None
@@ -130,4 +131,8 @@ def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, 
         pairs.append((row[0].strip(), row[1].strip()))
     if not pairs:
         raise ConceptError(f"{path} holds no prompt pairs")
-    return pairs[:n_pairs] if n_pairs else pairs
+    if n_pairs is None:
+        return pairs
+    if not 1 <= n_pairs <= len(pairs):
+        raise ConceptError(f"n_pairs must be between 1 and {len(pairs)} (the pairs in {path}), got {n_pairs}")
+    return pairs[:n_pairs]

@@ -129,6 +129,10 @@ class DirectionIntervention(Intervention):
         self.schedule = schedule
         self._cache: dict[tuple, torch.Tensor] = {}  # per-step tensors derived from the table
 
+    def _check_width(self, act: torch.Tensor, ctx: StepContext) -> None:
+        if act.shape[-1] != self.table.dim:
+            raise TadaError(f"site {ctx.site} has width {act.shape[-1]} but the vector has {self.table.dim}")
+
     def _cached(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Derived tensors repeat every run (same timesteps), so build each once."""
         value = self._cache.get(key)
@@ -146,8 +150,7 @@ class AddVector(DirectionIntervention):
         scale = self.strength * gain
         if scale == 0.0:
             return act
-        if act.shape[-1] != self.table.dim:
-            raise TadaError(f"site {ctx.site} has width {act.shape[-1]} but the vector has {self.table.dim}")
+        self._check_width(act, ctx)
         return act + self._delta(scale, act, rows, ctx.timestep)
 
     def _delta(self, scale: float, act: torch.Tensor, rows: slice, t: float) -> torch.Tensor:
@@ -193,6 +196,7 @@ class ProjectOut(DirectionIntervention):
         scale = self.strength * gain
         if scale == 0.0:
             return act
+        self._check_width(act, ctx)
 
         def unit() -> torch.Tensor:
             d = self.table.at(ctx.timestep, act.device, act.dtype)

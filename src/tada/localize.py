@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, validate
 from .artifacts import read_artifact, write_artifact
 from .errors import ActivationShapeError, ArtifactError, TadaError
 from .interventions import Capture, Replace
@@ -151,6 +151,7 @@ def localize(
     work_dir: str | Path | None = None,
     concept: str = "custom",
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> ImpactTable:
     """Patch each site's text input from clean into corrupted runs; ``pairs`` are (clean, corrupted) prompts.
 
@@ -158,14 +159,16 @@ def localize(
     (a word swap, as in the paper's protocol), so the patched input fits the run.
 
     ``scorer`` needs ``similarity(clips, sr, texts) -> (clips, texts)``. Pair ``i`` uses
-    noise seed ``seed + i`` for all its runs. With ``work_dir`` a killed run resumes.
+    noise seed ``seed + i`` for all its runs. With ``work_dir`` a killed run resumes; with
+    ``out`` the table is written there before the partial results are deleted.
     """
     if not pairs:
         raise TadaError("localisation needs at least one prompt pair")
     if not probe.strip():
         raise TadaError("the probe text is empty")
-    if batch_pairs < 1:
-        raise TadaError("batch_pairs must be at least 1")
+    validate.integer("batch_pairs", batch_pairs, 1, 10_000, "prompt pairs generated together")
+    validate.generation(seconds, steps, guidance, seed, n_seeds=len(pairs))
+    check_twins(model, pairs)
     if sites is None:
         chosen = [s for s in model.sites.values() if s.kind == "xattn_in"]
         if not chosen:
@@ -188,6 +191,52 @@ def localize(
         **settings,
     }
     store = UnitStore(work_dir, config) if work_dir is not None else None
+    try:
+        table = _patch_all(model, pairs, probe, scorer, chosen, settings, batch_pairs, store, concept, progress)
+        if out is not None:
+            table.save(out)
+    finally:
+        if store is not None:
+            store.close()
+    if store is not None:
+        store.remove()
+    return table
+
+
+def _token_counts(model: Any, prompt: str) -> tuple[int, ...]:
+    """What must match between twins for a patched text input to fit: lengths and mask sums."""
+    encoded = model.encode_prompts([prompt])
+    return tuple(
+        int(t.sum()) if "mask" in name else int(t.shape[1])
+        for name, t in sorted(encoded.items())
+        if isinstance(t, torch.Tensor) and t.ndim >= 2
+    )
+
+
+def check_twins(model: Any, pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse, before any generation, twins whose text inputs differ in length."""
+    for index, (clean, corrupt) in enumerate(pairs):
+        if _token_counts(model, clean) != _token_counts(model, corrupt):
+            raise TadaError(
+                f"pair {index} encodes to different token counts ({clean!r} / {corrupt!r}); patching needs "
+                "twins of equal length (swap one word: 'with violin' -> 'with trumpet', 'fast' -> 'slow')"
+            )
+
+
+def _patch_all(
+    model: Any,
+    pairs: Sequence[tuple[str, str]],
+    probe: str,
+    scorer: Any,
+    chosen: list,
+    settings: dict[str, Any],
+    batch_pairs: int,
+    store: UnitStore | None,
+    concept: str,
+    progress: bool,
+) -> ImpactTable:
+    """Clean, corrupted and per-site patched runs of every pair (or the batches already in ``store``)."""
+    seed = settings["seed"]
     gen = {k: settings[k] for k in ("seconds", "steps", "guidance")}
 
     def score(prompts: list[str], seeds: list[int], plan: dict | None = None) -> torch.Tensor:
@@ -242,8 +291,6 @@ def localize(
     )
     if abs(table.contrast) < 1e-9:
         raise TadaError(f"the probe {probe!r} scores clean and corrupted clips alike; impact is undefined")
-    if store is not None:
-        store.remove()
     return table
 
 

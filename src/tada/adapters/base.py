@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
+from .. import validate
 from ..context import GuidanceLayout
 from ..engine import HookEngine, Site
 from ..errors import SiteError, TadaError
+from ..files import write_wav
 
 
 @dataclass
@@ -38,11 +39,8 @@ class GeneratedAudio:
         return self.samples.shape[-1] / self.sample_rate
 
     def save(self, path: str | Path, index: int = 0) -> Path:
-        """Write one clip as 32-bit float WAV, so runs can be compared bitwise."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, self.samples[index].T, self.sample_rate, subtype="FLOAT")
-        return path
+        """Write one clip as 32-bit float WAV, atomically and without a timestamp, so runs can be compared bytewise."""
+        return write_wav(path, self.samples[index].T, self.sample_rate, subtype="FLOAT")
 
 
 class Adapter(ABC):
@@ -154,11 +152,19 @@ class Adapter(ABC):
         seconds = self.default_seconds if seconds is None else float(seconds)
         steps = self.default_steps if steps is None else int(steps)
         guidance = self.default_guidance if guidance is None else float(guidance)
-        if seconds <= 0 or steps < 1:
-            raise TadaError(f"seconds must be > 0 and steps >= 1 (got {seconds}, {steps})")
+        validate.generation(seconds, steps, guidance)
+        for s in seeds:
+            validate.integer("seed", s, 0, validate.MAX_SEED, "a noise seed")
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         with self.engine.generation(len(prompts)), torch.no_grad():
-            return self._generate(prompts, generators, seconds, steps, guidance)
+            audio = self._generate(prompts, generators, seconds, steps, guidance)
+        bad = [i for i in range(len(audio)) if not np.isfinite(audio.samples[i]).all()]
+        if bad:
+            raise TadaError(
+                f"the model produced non-finite audio (NaN or infinity) for {len(bad)} of {len(prompts)} clips; "
+                "lower the steering strength or the guidance scale"
+            )
+        return audio
 
     def describe(self) -> str:
         n_params = sum(p.numel() for p in self.denoiser.parameters())

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,8 +10,8 @@ import torch
 from ..errors import TadaError
 from .base import Adapter
 from .diffusers_families import FAMILY_SPECS, DiffusersAdapter
+from .kinds import BUNDLED, RANDOM_SIZES
 
-RANDOM_SIZES = ("tiny", "full")
 DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -23,37 +22,11 @@ DTYPES = {
 }
 
 
-@dataclass(frozen=True)
-class ModelKind:
-    pattern: str
-    description: str
-
-
-BUNDLED = "tada-mini"
-
-
 def bundled_weights() -> Path:
     """Where the package keeps tada-mini's trained weights."""
     from ..mini import WEIGHTS_DIR
 
     return WEIGHTS_DIR
-
-
-def model_kinds() -> list[ModelKind]:
-    """What `tada models` lists."""
-    kinds = [ModelKind(BUNDLED, "the bundled text-to-music model, trained by this project (no download)")]
-    kinds += [
-        ModelKind(f"{name}:PATH", f"{spec.pipeline_class} weights in a local diffusers directory")
-        for name, spec in FAMILY_SPECS.items()
-    ]
-    kinds += [
-        ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
-        for name in FAMILY_SPECS
-    ]
-    kinds += [
-        ModelKind(f"random-full:{name}", "full-size architecture, random weights (GPU timing)") for name in FAMILY_SPECS
-    ]
-    return kinds
 
 
 def parse_dtype(name: str) -> torch.dtype:
