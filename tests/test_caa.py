@@ -23,6 +23,7 @@ def test_caa_vector_per_site_and_timestep(family, tiny_models):
     xattn = [s.alias for s in model.sites.values() if s.kind == "xattn"]
     assert vector.sites == xattn
     assert vector.family == family and vector.width == model.width
+    assert vector.settings["batch_pairs"] == 2  # batch composition moves the rounding: it is recorded
     torch.testing.assert_close(vector.timesteps, model.scheduler_timesteps().double().cpu())
     for table in vector.vectors.values():
         assert table.shape[0] == 3

@@ -68,13 +68,13 @@ def compute_caa(
     seconds = model.default_seconds if seconds is None else seconds
     steps = model.default_steps if steps is None else steps
     guidance = model.default_guidance if guidance is None else guidance
-    settings = {"seconds": seconds, "steps": steps, "guidance": guidance, "seed": seed}
+    # batch_pairs is recorded with the rest: a clip's rounding depends on its batch (docs/tada-mini.md, Limitations)
+    settings = {"seconds": seconds, "steps": steps, "guidance": guidance, "seed": seed, "batch_pairs": batch_pairs}
     config = {
         "family": model.family,
         "width": model.width,
         "sites": [s.alias for s in chosen],
         "pairs": [list(p) for p in pairs],
-        "batch_pairs": batch_pairs,
         **settings,
     }
     store = UnitStore(work_dir, config) if work_dir is not None else None

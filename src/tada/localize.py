@@ -180,6 +180,7 @@ def localize(
         "steps": model.default_steps if steps is None else steps,
         "guidance": model.default_guidance if guidance is None else guidance,
         "seed": seed,
+        "batch_pairs": batch_pairs,  # a clip's rounding depends on its batch: part of what made the table
     }
     config = {
         "family": model.family,
@@ -187,7 +188,6 @@ def localize(
         "sites": [s.alias for s in chosen],
         "probe": probe,
         "pairs": [list(p) for p in pairs],
-        "batch_pairs": batch_pairs,
         **settings,
     }
     store = UnitStore(work_dir, config) if work_dir is not None else None
