@@ -165,6 +165,26 @@ def _cases() -> list[tuple[str, list[str], str]]:
             [*steer, "--steer", "{f}/good.safetensors:2", "--sites", "xattn.0", "--out", "{w}/x.wav"],
             "no site xattn.0",
         ),
+        # the corpus
+        ("data-n-zero", ["data", "make", "--n", "0", "--out", "{w}/c"], "--n must be at least 1"),
+        ("data-workers-zero", ["data", "make", "--n", "1", "--workers", "0", "--out", "{w}/c"], "--workers"),
+        ("data-seed-negative", ["data", "make", "--n", "1", "--seed", "-1", "--out", "{w}/c"], "--seed"),
+        (
+            "data-seed-23-digits",
+            ["data", "make", "--n", "1", "--seed", "12345678901234567890123", "--out", "{w}/c"],
+            "--seed",
+        ),
+        ("data-out-file", ["data", "make", "--n", "1", "--out", "{f}/a-file"], "is a file"),
+        (
+            "data-soundfont-missing",
+            ["data", "make", "--n", "1", "--soundfont", "{f}/none.sf2", "--out", "{w}/c"],
+            "does not exist",
+        ),
+        (
+            "data-soundfont-not-one",
+            ["data", "make", "--n", "1", "--soundfont", "{f}/a-file", "--out", "{w}/c"],
+            "soundfont",
+        ),
         # other commands
         ("sites-kind-bogus", ["sites", MODEL, "--kind", "bogus"], "--kind"),
         ("score-dev-null", ["score", "/dev/null", "--text", "a piano song"], "not a regular file"),
@@ -281,7 +301,19 @@ def test_a_csv_saved_with_a_byte_order_mark_keeps_its_header_out(tmp_path):
 
 
 def test_help_and_models_import_neither_torch_nor_diffusers():
-    for args in (["--help"], ["models"], ["caa", "--help"], ["steer", "--help"], ["data", "make", "--help"]):
+    commands = [
+        "generate",
+        "sites",
+        "caa",
+        "localize",
+        "steer",
+        "demo",
+        "score",
+        "data make",
+        "scorer train",
+        "mini train",
+    ]
+    for args in (["--help"], ["models"], *([*command.split(), "--help"] for command in commands)):
         result = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "tada.cli", *args],
             capture_output=True,
