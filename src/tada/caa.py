@@ -21,7 +21,7 @@ from .artifacts import SteeringVector
 from .engine import Site
 from .errors import TadaError
 from .interventions import Capture
-from .runs import UnitStore
+from .runs import UnitStore, run_resumable
 
 
 def _chunk_sums(captures: dict[Site, Capture], n_pos: int) -> dict[str, torch.Tensor]:
@@ -77,17 +77,12 @@ def compute_caa(
         "pairs": [list(p) for p in pairs],
         **settings,
     }
-    store = UnitStore(work_dir, config) if work_dir is not None else None
-    try:
-        vector = _caa_vector(model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress)
-        if out is not None:
-            vector.save(out)
-    finally:
-        if store is not None:
-            store.close()
-    if store is not None:
-        store.remove()
-    return vector
+    return run_resumable(
+        work_dir,
+        config,
+        lambda store: _caa_vector(model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress),
+        out,
+    )
 
 
 def _caa_vector(

@@ -80,6 +80,24 @@ def _prompt_pairs(concept: str | None, pairs: Path | None, n_pairs: int | None) 
     return prompt_pairs, {"source": str(pairs), "n_pairs": len(prompt_pairs)}
 
 
+def _check_job(
+    n_pairs: int,
+    seconds: float | None,
+    steps: int | None,
+    guidance: float | None,
+    seed: int,
+    batch_pairs: int,
+    out: Path,
+    work_dir: Path | None,
+    what: str,
+) -> Path:
+    """The checks a resumable job over prompt pairs makes before loading anything; returns its work dir."""
+    validate.generation(seconds, steps, guidance, seed, n_seeds=n_pairs)
+    validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
+    validate.output_file(out, SAFETENSORS, what)
+    return validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
+
+
 def _parse_steer(spec: str) -> tuple[Path, float]:
     path, sep, alpha = spec.rpartition(":")
     try:
@@ -156,10 +174,9 @@ def caa(
     from .caa import compute_caa
 
     prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
-    validate.generation(seconds, steps, guidance, seed, n_seeds=len(prompt_pairs))
-    validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
-    validate.output_file(out, SAFETENSORS, "a steering vector")
-    work_dir = validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
+    work_dir = _check_job(
+        len(prompt_pairs), seconds, steps, guidance, seed, batch_pairs, out, work_dir, "a steering vector"
+    )
     adapter = _load(model, dtype, device, progress=False)
     vector = compute_caa(
         adapter,
@@ -205,12 +222,11 @@ def localize(
     from .scorer import Scorer
 
     prompt_pairs, _ = _prompt_pairs(concept, pairs, n_pairs)
-    validate.generation(seconds, steps, guidance, seed, n_seeds=len(prompt_pairs))
-    validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
-    validate.output_file(out, SAFETENSORS, "an impact table")
+    work_dir = _check_job(
+        len(prompt_pairs), seconds, steps, guidance, seed, batch_pairs, out, work_dir, "an impact table"
+    )
     if plot is not None:
         validate.output_file(plot, PLOTS, "the heatmap", option="--plot")
-    work_dir = validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
     if probe is None:
         if concept is None:
             raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")

@@ -30,7 +30,7 @@ from . import __version__, validate
 from .artifacts import read_artifact, write_artifact
 from .errors import ActivationShapeError, ArtifactError, TadaError
 from .interventions import Capture, Replace
-from .runs import UnitStore
+from .runs import UnitStore, run_resumable
 
 FORMAT = "tada/impact-table"
 FORMAT_VERSION = "1"
@@ -190,17 +190,12 @@ def localize(
         "pairs": [list(p) for p in pairs],
         **settings,
     }
-    store = UnitStore(work_dir, config) if work_dir is not None else None
-    try:
-        table = _patch_all(model, pairs, probe, scorer, chosen, settings, batch_pairs, store, concept, progress)
-        if out is not None:
-            table.save(out)
-    finally:
-        if store is not None:
-            store.close()
-    if store is not None:
-        store.remove()
-    return table
+    return run_resumable(
+        work_dir,
+        config,
+        lambda store: _patch_all(model, pairs, probe, scorer, chosen, settings, batch_pairs, store, concept, progress),
+        out,
+    )
 
 
 def _token_counts(model: Any, prompt: str) -> tuple[int, ...]:

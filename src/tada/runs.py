@@ -16,8 +16,9 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +28,7 @@ from .errors import TadaError
 from .files import write_safetensors
 
 _CONFIG = "job.json"
+T = TypeVar("T")
 _LOCK = ".lock"
 
 
@@ -116,3 +118,25 @@ class UnitStore:
         """Delete the partial results: call only once the job's output is safely written."""
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def run_resumable(
+    work_dir: str | Path | None,
+    config: dict[str, Any],
+    compute: Callable[[UnitStore | None], T],
+    out: str | Path | None,
+) -> T:
+    """``compute(store)`` with its units kept in ``work_dir`` (if given); the result (anything with
+    ``save(path)``) is written to ``out`` before the units are deleted, so a failed final write loses
+    nothing and the same call made again completes from the units."""
+    store = UnitStore(work_dir, config) if work_dir is not None else None
+    try:
+        result = compute(store)
+        if out is not None:
+            result.save(out)
+    finally:
+        if store is not None:
+            store.close()
+    if store is not None:
+        store.remove()
+    return result
