@@ -58,6 +58,8 @@ def files(tmp_path_factory, tiny_models):
     (root / "a-file").write_text("I am a file, not a directory\n")
     (root / "not-audio.wav").write_text("RIFF? no\n")
     (root / "adir").mkdir()
+    (root / "bad-corpus").mkdir()
+    (root / "bad-corpus" / "labels.jsonl").write_text("{}\n{}\n")
     return root
 
 
@@ -185,6 +187,7 @@ def _cases() -> list[tuple[str, list[str], str]]:
             ["data", "make", "--n", "1", "--soundfont", "{f}/a-file", "--out", "{w}/c"],
             "soundfont",
         ),
+        ("data-labels-empty-record", ["data", "make", "--n", "1", "--out", "{f}/bad-corpus"], "labels.jsonl:1"),
         # other commands
         ("sites-kind-bogus", ["sites", MODEL, "--kind", "bogus"], "--kind"),
         ("score-dev-null", ["score", "/dev/null", "--text", "a piano song"], "not a regular file"),
@@ -282,6 +285,15 @@ def test_a_run_that_failed_before_any_unit_does_not_block_the_corrected_one(tmp_
         store.save("chunk-00000", {"x": torch.zeros(1)})
     with pytest.raises(Exception, match="different job"):
         UnitStore(work, {"steps": 8})  # finished units of another job are never mixed in
+
+
+def test_a_failed_command_leaves_nothing_that_blocks_the_corrected_one(tmp_path):
+    out = tmp_path / "v.safetensors"
+    args = ["caa", MODEL, "--concept", "piano", "--n-pairs", "1", "--seconds", "1", "--out", str(out)]
+    assert_one_line_error(run_cli(*args, "--steps", "0"), "--steps")
+    result = run_cli(*args, "--steps", "3")
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["v.safetensors"]
 
 
 def test_a_second_process_is_told_the_work_directory_is_taken(tmp_path):
