@@ -8,7 +8,7 @@ import torch
 from conftest import FAMILIES
 
 from tada.caa import compute_caa
-from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs, read_pairs
+from tada.concepts import BASE_PROMPTS, CONCEPTS, Concept, concept_pairs, read_pairs
 from tada.errors import ConceptError, TadaError
 from tada.interventions import Capture
 
@@ -97,6 +97,20 @@ def test_identical_prompts_are_refused(tiny_models):
     model = tiny_models("stable-audio")
     with pytest.raises(TadaError, match="identical activations"):
         compute_caa(model, [("lofi music", "lofi music")], sites="xattn.0", progress=False, **SETTINGS)
+
+
+def test_neutral_wraps_are_the_reference_protocols():
+    wraps = {name: CONCEPTS[name].neutral_prompt("lofi music") for name in CONCEPTS}
+    assert wraps["piano"] == wraps["violin"] == "lofi music, with instrument"
+    assert wraps["mood"] == wraps["tempo"] == wraps["jazz_vs_rock"] == wraps["classical_vs_electronic"]
+    assert wraps["mood"] == "a song, lofi music"
+    assert wraps["vocal_gender"] == wraps["vocal_style"] == "lofi music, with clean vocal"
+    assert wraps["guitar"] == "lofi music, with a guitar"
+    for name, concept in CONCEPTS.items():
+        assert wraps[name] not in concept.pair("lofi music")
+        assert concept.generic_word and concept.generic_word in wraps[name].replace(",", " ").split()
+    with pytest.raises(ValueError, match="generic word"):
+        Concept("x", "{p}, with x", "{p}", "x", "{p}, with instrument", "song")
 
 
 def test_presets_and_pair_files(tmp_path):

@@ -17,27 +17,50 @@ from .errors import ConceptError
 
 @dataclass(frozen=True)
 class Concept:
+    """A bipolar concept: its positive and negative decorations of a base prompt, the probe text
+    that scores it, and the *neutral wrap* activation methods see at evaluation (the reference
+    protocol's: a decoration that names the concept's slot, not its value, around the same base
+    prompt), whose ``generic_word`` is where the token-embedding baseline adds its direction."""
+
     name: str
     positive: str
     negative: str
     probe: str
+    neutral: str = "{p}"
+    generic_word: str = ""
+
+    def __post_init__(self) -> None:
+        if self.generic_word and self.generic_word not in self.neutral:
+            raise ValueError(f"{self.name}: the generic word {self.generic_word!r} is not in {self.neutral!r}")
 
     def pair(self, base: str) -> tuple[str, str]:
         return self.positive.format(p=base), self.negative.format(p=base)
 
+    def neutral_prompt(self, base: str) -> str:
+        """The base prompt in the concept's neutral wrap ("lofi music, with instrument")."""
+        return self.neutral.format(p=base)
+
+
+# The reference protocol's neutral wraps (REFERENCE.md, "Concepts and wraps") and their generic words.
+INSTRUMENT = ("{p}, with instrument", "instrument")
+SONG = ("a song, {p}", "song")
+VOCAL = ("{p}, with clean vocal", "vocal")
+GUITAR = ("{p}, with a guitar", "guitar")
 
 CONCEPTS: dict[str, Concept] = {
     c.name: c
     for c in (
-        Concept("piano", "{p}, with piano", "{p}", "a piano song"),
-        Concept("mood", "happy song, {p}", "sad song, {p}", "a cheerful track"),
-        Concept("tempo", "fast song, {p}", "slow song, {p}", "a fast track"),
-        Concept("vocal_gender", "{p}, with female vocal", "{p}, with male vocal", "female vocal singing"),
-        Concept("vocal_style", "{p}, with rap vocal", "{p}, with sung vocal", "music with rap vocal"),
-        Concept("guitar", "{p}, with acoustic guitar", "{p}, with electric guitar", "a song with acoustic guitar"),
-        Concept("violin", "{p}, with violin", "{p}", "a song with violin"),
-        Concept("jazz_vs_rock", "jazz song, {p}", "rock song, {p}", "a jazz song"),
-        Concept("classical_vs_electronic", "classical song, {p}", "electronic song, {p}", "a classical song"),
+        Concept("piano", "{p}, with piano", "{p}", "a piano song", *INSTRUMENT),
+        Concept("mood", "happy song, {p}", "sad song, {p}", "a cheerful track", *SONG),
+        Concept("tempo", "fast song, {p}", "slow song, {p}", "a fast track", *SONG),
+        Concept("vocal_gender", "{p}, with female vocal", "{p}, with male vocal", "female vocal singing", *VOCAL),
+        Concept("vocal_style", "{p}, with rap vocal", "{p}, with sung vocal", "music with rap vocal", *VOCAL),
+        Concept(
+            "guitar", "{p}, with acoustic guitar", "{p}, with electric guitar", "a song with acoustic guitar", *GUITAR
+        ),
+        Concept("violin", "{p}, with violin", "{p}", "a song with violin", *INSTRUMENT),
+        Concept("jazz_vs_rock", "jazz song, {p}", "rock song, {p}", "a jazz song", *SONG),
+        Concept("classical_vs_electronic", "classical song, {p}", "electronic song, {p}", "a classical song", *SONG),
     )
 }
 
