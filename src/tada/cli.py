@@ -39,6 +39,9 @@ DTYPE_OPT = typer.Option("float32", help="Weights dtype: float32, bfloat16 or fl
 DEVICE_OPT = typer.Option("cpu", help="Torch device, e.g. cpu or cuda.")
 THREADS_OPT = typer.Option(None, help="CPU threads for torch (default: torch's choice).")
 TIME_LIMIT_OPT = typer.Option(None, help="Stop (with a checkpoint) after this many minutes; run again to go on.")
+SECONDS_OPT = typer.Option(None, help="Clip length in seconds (model default if omitted).")
+STEPS_OPT = typer.Option(None, help="Denoising steps (model default if omitted).")
+GUIDANCE_OPT = typer.Option(None, help="Classifier-free guidance scale (model default if omitted).")
 N_PAIRS_OPT = typer.Option(None, help="Use only the first N pairs.")
 WORK_DIR_OPT = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes.")
 
@@ -80,8 +83,11 @@ def _prompt_pairs(concept: str | None, pairs: Path | None, n_pairs: int | None) 
     return prompt_pairs, {"source": str(pairs), "n_pairs": len(prompt_pairs)}
 
 
-def _check_job(
+def _job_arguments(
     n_pairs: int,
+    what: str,
+    *,
+    sites: str | None,
     seconds: float | None,
     steps: int | None,
     guidance: float | None,
@@ -89,13 +95,25 @@ def _check_job(
     batch_pairs: int,
     out: Path,
     work_dir: Path | None,
-    what: str,
-) -> Path:
-    """The checks a resumable job over prompt pairs makes before loading anything; returns its work dir."""
+    concept: str,
+) -> dict:
+    """Check what a resumable job over prompt pairs (CAA, localisation) is given, before anything is
+    loaded, and return it as the keyword arguments both job functions take."""
     validate.generation(seconds, steps, guidance, seed, n_seeds=n_pairs)
     validate.count("--batch-pairs", batch_pairs, "prompt pairs generated together", high=10_000)
     validate.output_file(out, SAFETENSORS, what)
-    return validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
+    work_dir = validate.work_directory(work_dir or out.with_name(out.name + ".parts"))
+    return {
+        "sites": sites,
+        "seconds": seconds,
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+        "batch_pairs": batch_pairs,
+        "work_dir": work_dir,
+        "concept": concept,
+        "out": out,
+    }
 
 
 def _parse_steer(spec: str) -> tuple[Path, float]:
@@ -137,9 +155,9 @@ def sites(
 def generate(
     model: str = MODEL_ARG,
     prompt: str = typer.Option(..., help="Text prompt."),
-    seconds: float | None = typer.Option(None, help="Clip length in seconds (model default if omitted)."),
-    steps: int | None = typer.Option(None, help="Denoising steps (model default if omitted)."),
-    guidance: float | None = typer.Option(None, help="Classifier-free guidance scale."),
+    seconds: float | None = SECONDS_OPT,
+    steps: int | None = STEPS_OPT,
+    guidance: float | None = GUIDANCE_OPT,
     seed: int = typer.Option(0, help="Noise seed."),
     out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
     dtype: str = DTYPE_OPT,
@@ -160,9 +178,9 @@ def caa(
     pairs: Path | None = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
     n_pairs: int | None = N_PAIRS_OPT,
     sites_: str | None = typer.Option(None, "--sites", help="Comma-separated site aliases (default: every xattn)."),
-    seconds: float | None = typer.Option(None),
-    steps: int | None = typer.Option(None),
-    guidance: float | None = typer.Option(None),
+    seconds: float | None = SECONDS_OPT,
+    steps: int | None = STEPS_OPT,
+    guidance: float | None = GUIDANCE_OPT,
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
     batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
     work_dir: Path | None = WORK_DIR_OPT,
@@ -174,24 +192,21 @@ def caa(
     from .caa import compute_caa
 
     prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
-    work_dir = _check_job(
-        len(prompt_pairs), seconds, steps, guidance, seed, batch_pairs, out, work_dir, "a steering vector"
-    )
-    adapter = _load(model, dtype, device, progress=False)
-    vector = compute_caa(
-        adapter,
-        prompt_pairs,
+    job = _job_arguments(
+        len(prompt_pairs),
+        "a steering vector",
         sites=sites_,
         seconds=seconds,
         steps=steps,
         guidance=guidance,
         seed=seed,
         batch_pairs=batch_pairs,
+        out=out,
         work_dir=work_dir,
         concept=concept or pairs.stem,
-        prompt_set=prompt_set,
-        out=out,
     )
+    adapter = _load(model, dtype, device, progress=False)
+    vector = compute_caa(adapter, prompt_pairs, prompt_set=prompt_set, **job)
     typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, {len(prompt_pairs)} pairs")
 
 
@@ -203,9 +218,9 @@ def localize(
     probe: str | None = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
     n_pairs: int | None = N_PAIRS_OPT,
     sites_: str | None = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
-    seconds: float | None = typer.Option(None),
-    steps: int | None = typer.Option(None),
-    guidance: float | None = typer.Option(None),
+    seconds: float | None = SECONDS_OPT,
+    steps: int | None = STEPS_OPT,
+    guidance: float | None = GUIDANCE_OPT,
     seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for all its runs."),
     batch_pairs: int = typer.Option(8, help="Pairs generated together in one batch."),
     work_dir: Path | None = WORK_DIR_OPT,
@@ -222,8 +237,18 @@ def localize(
     from .scorer import Scorer
 
     prompt_pairs, _ = _prompt_pairs(concept, pairs, n_pairs)
-    work_dir = _check_job(
-        len(prompt_pairs), seconds, steps, guidance, seed, batch_pairs, out, work_dir, "an impact table"
+    job = _job_arguments(
+        len(prompt_pairs),
+        "an impact table",
+        sites=sites_,
+        seconds=seconds,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_pairs=batch_pairs,
+        out=out,
+        work_dir=work_dir,
+        concept=concept or pairs.stem,
     )
     if plot is not None:
         validate.output_file(plot, PLOTS, "the heatmap", option="--plot")
@@ -232,21 +257,7 @@ def localize(
             raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")
         probe = get_concept(concept).probe
     adapter = _load(model, dtype, device, progress=False)
-    table = run_localize(
-        adapter,
-        prompt_pairs,
-        probe,
-        Scorer.load(scorer_weights),
-        sites=sites_,
-        seconds=seconds,
-        steps=steps,
-        guidance=guidance,
-        seed=seed,
-        batch_pairs=batch_pairs,
-        work_dir=work_dir,
-        concept=concept or pairs.stem,
-        out=out,
-    )
+    table = run_localize(adapter, prompt_pairs, probe, Scorer.load(scorer_weights), **job)
     typer.echo(f"probe {probe!r}: clean {float(table.clean.mean()):.3f}, corrupted {float(table.corrupt.mean()):.3f}")
     if table.contrast <= 0:
         typer.echo("warning: the probe scores the corrupted clips higher than the clean ones; the impacts mean little")
@@ -267,9 +278,9 @@ def steer(
     mode: str = typer.Option("cond", help="Guidance rows to steer: cond, uncond or both."),
     renorm: bool = typer.Option(False, help="Restore each token's original norm after steering."),
     schedule: str | None = typer.Option(None, help="'constant' or START-END trajectory fractions, e.g. 0-0.5."),
-    seconds: float | None = typer.Option(None),
-    steps: int | None = typer.Option(None),
-    guidance: float | None = typer.Option(None),
+    seconds: float | None = SECONDS_OPT,
+    steps: int | None = STEPS_OPT,
+    guidance: float | None = GUIDANCE_OPT,
     seed: int = typer.Option(0, help="Noise seed."),
     out: Path = typer.Option(..., help="Output WAV (32-bit float)."),
     dtype: str = DTYPE_OPT,
