@@ -109,11 +109,6 @@ class UnitStore:
             message = f"partial result {self._path(key)} is unreadable ({exc}); delete it to redo that unit"
             raise TadaError(message) from None
 
-    @property
-    def units(self) -> int:
-        """Finished units on disk."""
-        return sum(1 for _ in self.directory.glob("*.safetensors"))
-
     def remove(self) -> None:
         """Delete the partial results: call only once the job's output is safely written."""
         self.close()
