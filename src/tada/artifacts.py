@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from . import __version__
+from .concepts import Concept
 from .engine import Site, SteeringHandle
 from .errors import ArtifactError, TadaError
 from .files import write_safetensors
@@ -92,6 +93,8 @@ class SteeringVector:
     normalisation: str = "unit"
     prompt_set: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    method: str = "caa"
+    decorations: Concept | None = None
     _tables: dict[str, TimestepTable] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,8 @@ class SteeringVector:
             "concept": self.concept,
             "prompt_set": json.dumps(self.prompt_set),
             "settings": json.dumps(self.settings),
+            "method": self.method,
+            **({"decorations": self.decorations.to_json()} if self.decorations is not None else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -164,6 +169,8 @@ class SteeringVector:
                 meta["normalisation"],
                 json.loads(meta.get("prompt_set", "{}")),
                 json.loads(meta.get("settings", "{}")),
+                meta.get("method", "caa"),  # files from before the method registry are CAA
+                Concept.from_json(meta["decorations"]) if "decorations" in meta else None,
             )
             vector._check_unit_norm()
             return vector
@@ -194,11 +201,16 @@ class SteeringVector:
         model: Any,
         alpha: float,
         sites: Iterable[str] | str | None = None,
-        mode: str = "cond",
-        renorm: bool = False,
-        schedule: Schedule = ALWAYS,
+        mode: str | None = None,
+        renorm: bool | None = None,
+        schedule: Schedule | None = None,
     ) -> dict[Site, list[Intervention]]:
-        """The intervention plan this vector gives at strength ``alpha`` on ``model``."""
+        """The intervention plan this vector gives at strength ``alpha`` on ``model``: on the conditional
+        rows unless ``mode`` says otherwise, re-normalised if ``renorm`` (default: as the file's settings
+        say, off for files that say nothing), at every step unless ``schedule`` gates it."""
+        mode = "cond" if mode is None else mode
+        renorm = bool(self.settings.get("renorm", False)) if renorm is None else renorm
+        schedule = ALWAYS if schedule is None else schedule
         self.check_model(model)
         alpha = check_alpha(alpha)
         if sites is None:
@@ -222,3 +234,7 @@ class SteeringVector:
     def apply(self, model: Any, alpha: float, **kwargs: Any) -> SteeringHandle:
         """Steer ``model`` until the returned handle is removed (or its ``with`` block ends)."""
         return model.engine.add(self.interventions(model, alpha, **kwargs))
+
+    def claims(self, model: Any) -> dict[str, str]:
+        """Additions to the sites' outputs compose with anything."""
+        return {f"output:{alias}": "add" for alias in self.sites}

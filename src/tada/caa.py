@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from . import validate
 from .adapters.base import Adapter
 from .artifacts import SteeringVector
+from .concepts import Concept
 from .engine import Site
 from .errors import TadaError
 from .interventions import Capture
@@ -53,6 +54,7 @@ def compute_caa(
     prompt_set: dict[str, Any] | None = None,
     progress: bool = True,
     out: str | Path | None = None,
+    decorations: Concept | None = None,
 ) -> SteeringVector:
     """Compute a CAA steering vector; with ``work_dir`` a killed run resumes where it stopped.
 
@@ -80,7 +82,9 @@ def compute_caa(
     return run_resumable(
         work_dir,
         config,
-        lambda store: _caa_vector(model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress),
+        lambda store: _caa_vector(
+            model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress, decorations
+        ),
         out,
     )
 
@@ -95,6 +99,7 @@ def _caa_vector(
     concept: str,
     prompt_set: dict[str, Any] | None,
     progress: bool,
+    decorations: Concept | None = None,
 ) -> SteeringVector:
     """Generate the pairs batch by batch (or read the batches already in ``store``) and average."""
     seconds, steps, guidance, seed = (settings[k] for k in ("seconds", "steps", "guidance", "seed"))
@@ -141,4 +146,5 @@ def _caa_vector(
         normalisation="unit",
         prompt_set=prompt_set or {"source": "custom", "n_pairs": len(pairs)},
         settings=settings,
+        decorations=decorations,
     )

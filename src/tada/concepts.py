@@ -9,6 +9,9 @@ difference inside a pair is the concept.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +26,9 @@ class Concept:
     prompt), whose ``generic_word`` is where the token-embedding baseline adds its direction."""
 
     name: str
-    positive: str
-    negative: str
-    probe: str
+    positive: str = ""
+    negative: str = ""
+    probe: str = ""
     neutral: str = "{p}"
     generic_word: str = ""
 
@@ -39,6 +42,44 @@ class Concept:
     def neutral_prompt(self, base: str) -> str:
         """The base prompt in the concept's neutral wrap ("lofi music, with instrument")."""
         return self.neutral.format(p=base)
+
+    # -- as a steering artifact's record of its concept ------------------------------
+    @property
+    def has_templates(self) -> bool:
+        """Whether the decorations are templates (a concept fitted from bare prompt pairs has none)."""
+        return "{p}" in self.positive and "{p}" in self.negative
+
+    def require_templates(self, method: str) -> None:
+        if not self.has_templates:
+            raise ConceptError(
+                f"{method} builds the positive and negative prompts from the one being generated, so it needs "
+                "templates: fit it with --concept, or with --positive and --negative such as '{p}, with piano'"
+            )
+
+    def base_of(self, prompt: str) -> str:
+        """The base prompt inside the neutral wrap ("lofi, with instrument" -> "lofi"); else the prompt itself."""
+        head, _, tail = self.neutral.partition("{p}")
+        if not head and not tail:
+            return prompt
+        match = re.fullmatch(re.escape(head) + "(.*)" + re.escape(tail), prompt, flags=re.DOTALL)
+        return match.group(1) if match else prompt
+
+    def positive_prompt(self, prompt: str) -> str:
+        """The positive decoration of a prompt (of its base, if it is in the neutral wrap)."""
+        return self.positive.format(p=self.base_of(prompt))
+
+    def negative_prompt(self, prompt: str) -> str:
+        return self.negative.format(p=self.base_of(prompt))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Concept:
+        data = json.loads(text) if text else {}
+        if not isinstance(data, dict) or not isinstance(data.get("name", ""), str):
+            raise ValueError("concept")
+        return cls(**{k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 # The reference protocol's neutral wraps (REFERENCE.md, "Concepts and wraps") and their generic words.

@@ -51,7 +51,10 @@ class StepContext:
     """What every intervention knows about the denoiser call it is running in.
 
     The engine builds one per denoiser call and sets ``site`` and ``original`` as it
-    walks the sites, so interventions must read it, not keep it.
+    walks the sites, so interventions must read it, not keep it. ``prompts`` are the
+    texts of the clips being generated (one per sample); ``inputs`` holds the keyword
+    inputs that travel with a site's input (a cross-attention layer's attention mask),
+    which an intervention may replace; ``call`` is the denoiser call's (args, kwargs).
     """
 
     step: int
@@ -62,6 +65,9 @@ class StepContext:
     uncond: slice | None = None
     site: str = ""
     original: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    prompts: tuple[str, ...] = ()
+    inputs: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    call: tuple[tuple, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def progress(self) -> float:

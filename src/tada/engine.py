@@ -12,7 +12,7 @@ restores the model exactly.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,15 +28,18 @@ from .interventions import Intervention
 class Site:
     """A named place where an activation can be read or changed.
 
-    ``path`` is relative to the denoiser (``layers.7.cross_attn``); ``tensor`` is
-    ``"output"`` or the name of a keyword input of that module. ``alias`` is the short,
-    stable name artifacts store (``xattn.7``).
+    ``path`` is relative to the denoiser (``layers.7.cross_attn``; ``""`` is the denoiser
+    itself); ``tensor`` is ``"output"`` or the name of a keyword input of that module.
+    ``alias`` is the short, stable name artifacts store (``xattn.7``). ``companions`` are
+    other keyword inputs that belong with an input (a text input's attention mask): the
+    stack sees them in ``ctx.inputs`` and may replace them together with the input.
     """
 
     alias: str
     path: str
     tensor: str = "output"
     kind: str = "xattn"
+    companions: tuple[str, ...] = ()
 
     @property
     def is_input(self) -> bool:
@@ -90,6 +93,8 @@ class HookEngine:
         self._ids = itertools.count()
         self._ctx: StepContext | None = None
         self._n_samples: int | None = None
+        self._prompts: tuple[str, ...] = ()
+        self._bypass = 0
         self._ts_ref: torch.Tensor | None = None
         self._ts_values: list[float] = []
         self._ts_index: dict[float, int] = {}
@@ -110,20 +115,49 @@ class HookEngine:
             if stack and site not in self._site_hooks:
                 self._site_hooks[site] = self._install_site_hook(site, modules[site])
         if self._site_hooks and not self._denoiser_hooks:
+            # prepended, so the step context is set before (and cleared after) every site hook,
+            # including an output hook on the denoiser itself
             self._denoiser_hooks = [
-                self.denoiser.register_forward_pre_hook(self._enter_denoiser, with_kwargs=True),
+                self.denoiser.register_forward_pre_hook(self._enter_denoiser, with_kwargs=True, prepend=True),
                 self.denoiser.register_forward_hook(self._leave_denoiser, always_call=True),
             ]
         return SteeringHandle(self, entries)
 
     @contextmanager
-    def generation(self, n_samples: int) -> Iterator[None]:
-        """Declare how many samples the next sampler run produces (sets guidance rows)."""
-        previous, self._n_samples = self._n_samples, n_samples
+    def generation(self, n_samples: int, prompts: Iterable[str] = ()) -> Iterator[None]:
+        """Declare how many samples the next sampler run produces (sets guidance rows), and their prompts."""
+        previous = self._n_samples, self._prompts
+        self._n_samples, self._prompts = n_samples, tuple(prompts)
         try:
             yield
         finally:
-            self._n_samples = previous
+            self._n_samples, self._prompts = previous
+
+    @contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """Run the denoiser inside this block as if nothing were installed (the stacks stay).
+
+        Interventions use it for the passes they run themselves: capturing what a prompt's
+        conditioning looks like, or the extra denoiser calls of score-space steering.
+        """
+        self._bypass += 1
+        try:
+            yield
+        finally:
+            self._bypass -= 1
+
+    def interventions(self) -> list[Intervention]:
+        """Every installed intervention, site by site in installation order."""
+        return [i for stack in self._stacks.values() for i in stack.values()]
+
+    def prepare(self, model: object, prompts: Sequence[str], **generation: object) -> None:
+        """Before a sampler run: give each intervention that depends on the prompts (``prepare``) the
+        chance to compute what it needs, such as the conditioning of a decorated prompt."""
+        for intervention in self.interventions():
+            prepare = getattr(intervention, "prepare", None)
+            if prepare is not None:
+                with self.bypassed():
+                    prepare(model, list(prompts), **generation)
 
     @property
     def active(self) -> bool:
@@ -147,36 +181,45 @@ class HookEngine:
             name = site.tensor
 
             def input_hook(mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+                if self._bypass:
+                    return None
                 if name not in kwargs:
                     raise SiteError(f"site {site.alias}: {site.path} was not called with keyword input {name!r}")
                 act = kwargs[name]
-                new = self._run_stack(site, act)
-                if new is act:
+                inputs = {key: kwargs.get(key) for key in site.companions}
+                new = self._run_stack(site, act, dict(inputs))
+                changed = {key: value for key, value in self._ctx.inputs.items() if value is not inputs.get(key)}
+                if new is act and not changed:
                     return None
-                return args, {**kwargs, name: new}
+                return args, {**kwargs, **changed, name: new}
 
             return module.register_forward_pre_hook(input_hook, with_kwargs=True)
 
         def output_hook(mod: nn.Module, args: tuple, output: object) -> object:
+            if self._bypass:
+                return None
             act = output if isinstance(output, torch.Tensor) else output[0]
             new = self._run_stack(site, act)
             if new is act:
                 return None
             return new if isinstance(output, torch.Tensor) else (new, *output[1:])
 
-        return module.register_forward_hook(output_hook)
+        # on the denoiser itself, run before the hook that clears the step context
+        return module.register_forward_hook(output_hook, prepend=module is self.denoiser)
 
-    def _run_stack(self, site: Site, act: torch.Tensor) -> torch.Tensor:
+    def _run_stack(self, site: Site, act: torch.Tensor, inputs: dict | None = None) -> torch.Tensor:
         if self._ctx is None:
             raise TadaError(f"site {site.alias} ran outside a denoiser call; steering has no step context")
         ctx = self._ctx
-        ctx.site, ctx.original = site.alias, act
+        ctx.site, ctx.original, ctx.inputs = site.alias, act, inputs if inputs is not None else {}
         out = act
         for intervention in self._stacks[site].values():
             out = intervention(out, ctx)
         return out
 
     def _enter_denoiser(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._bypass:
+            return
         if self._n_samples is None:
             raise TadaError(
                 "steering is active but the number of samples is unknown: generate through the model "
@@ -187,10 +230,13 @@ class HookEngine:
         step, timestep, num_steps = self._locate(t)
         n_rows = _batch_rows(args, kwargs)
         cond, uncond = self.layout.rows(n_rows, self._n_samples)
-        self._ctx = StepContext(step, num_steps, timestep, n_rows, cond, uncond)
+        self._ctx = StepContext(
+            step, num_steps, timestep, n_rows, cond, uncond, prompts=self._prompts, call=(args, kwargs)
+        )
 
     def _leave_denoiser(self, module: nn.Module, args: tuple, output: object) -> None:
-        self._ctx = None
+        if not self._bypass:
+            self._ctx = None
 
     def _locate(self, t: torch.Tensor | float) -> tuple[int, float, int]:
         """Map the timestep of a denoiser call to (step index, scheduler timestep, steps)."""

@@ -51,6 +51,21 @@ class Window(Schedule):
 
 
 @dataclass(frozen=True)
+class LastSteps(Schedule):
+    """Full gain on the last ``round(fraction * steps)`` steps of the run, else 0 (prompt switching:
+    a fraction of 1 is every step, one small enough to round to no step changes nothing)."""
+
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise TadaError(f"the switched fraction of steps must be in [0, 1], got {self.fraction}")
+
+    def __call__(self, ctx: StepContext) -> float:
+        return 1.0 if ctx.step >= ctx.num_steps - round(self.fraction * ctx.num_steps) else 0.0
+
+
+@dataclass(frozen=True)
 class TimestepFunction(Schedule):
     """Any function of the model's own timestep value (e.g. sigma for flow models)."""
 

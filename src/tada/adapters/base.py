@@ -121,6 +121,28 @@ class Adapter(ABC):
                 + " (run `tada sites` for the full list)"
             ) from None
 
+    @property
+    def denoiser_site(self) -> Site:
+        """The denoiser's own output (its noise or velocity prediction): where score-space steering acts."""
+        return Site("denoiser", "", "output", "denoiser")
+
+    def layer_sites(self, aliases: Iterable[str] | str | None, kind: str) -> list[Site]:
+        """The ``kind`` sites (``xattn`` output or ``xattn_in`` text input) of the cross-attention
+        layers that ``aliases`` name by either of their sites; every layer's if None."""
+        if aliases is None:
+            return self.resolve_sites(None, kind)
+        by_path = {s.path: s for s in self.sites.values() if s.kind == kind}
+        out: list[Site] = []
+        for site in self.resolve_sites(aliases, kind):
+            if site.path not in by_path:
+                raise SiteError(
+                    f"site {site.alias} is not a cross-attention layer; {kind} sites look like "
+                    f"{next(iter(by_path), '(none)')}"
+                )
+            if by_path[site.path] not in out:
+                out.append(by_path[site.path])
+        return out
+
     def resolve_sites(self, aliases: Iterable[str] | str | None, kind: str = "xattn") -> list[Site]:
         """Sites named by aliases (comma-separated string or list); all of ``kind`` if None."""
         if aliases is None:
@@ -156,7 +178,8 @@ class Adapter(ABC):
         for s in seeds:
             validate.integer("seed", s, 0, validate.MAX_SEED, "a noise seed")
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        with self.engine.generation(len(prompts)), torch.no_grad():
+        with self.engine.generation(len(prompts), prompts), torch.no_grad():
+            self.engine.prepare(self, prompts, seconds=seconds, steps=steps, guidance=guidance)
             audio = self._generate(prompts, generators, seconds, steps, guidance)
         bad = [i for i in range(len(audio)) if not np.isfinite(audio.samples[i]).all()]
         if bad:

@@ -232,7 +232,7 @@ class DiffusersAdapter(Adapter):
             loc = self.spec.locate(match)
             if getattr(module, "is_cross_attention", False):
                 sites.append(Site(f"xattn.{loc}", path, "output", "xattn"))
-                sites.append(Site(f"xattn_in.{loc}", path, "encoder_hidden_states", "xattn_in"))
+                sites.append(Site(f"xattn_in.{loc}", path, "encoder_hidden_states", "xattn_in", ("attention_mask",)))
             else:
                 prefix = "attn" if match.group("attn") in ("attn1", "self_attn") else "attn2"
                 sites.append(Site(f"{prefix}.{loc}", path, "output", "attn"))
