@@ -37,6 +37,26 @@ def tiny_models():
     return get
 
 
+@pytest.fixture(scope="session")
+def mini_model():
+    """tada-mini with its shipped weights, loaded once for the session."""
+    from tada.adapters import load_model
+
+    return load_model("tada-mini")
+
+
+MINI_FAST = {"seconds": 2.0, "steps": 6}
+
+
+def method_model(request, tiny_models, mini_model, family: str):
+    """The model a per-family method test runs on: tada-mini's shipped weights, else the tiny random config."""
+    return mini_model if family == "tada-mini" else tiny_models(family)
+
+
+def fast_settings(family: str) -> dict:
+    return MINI_FAST if family == "tada-mini" else FAST
+
+
 def site_width(model, alias: str) -> int:
     module = model.engine.module(model.site(alias))
     return int(module.to_out[0].out_features)

@@ -9,7 +9,6 @@ import sys
 # pages every 4 KiB page of them faults on first touch. Training on the 2-core machines
 # measured 1.9-2.5 s/step without this and 1.4 s/step with it (tada scorer train).
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -188,8 +187,9 @@ def caa(
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
-    """Compute a contrastive activation addition (CAA) steering vector."""
+    """Compute a contrastive activation addition (CAA) steering vector (`tada fit --method caa`)."""
     from .caa import compute_caa
+    from .concepts import get_concept
 
     prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
     job = _job_arguments(
@@ -206,7 +206,8 @@ def caa(
         concept=concept or pairs.stem,
     )
     adapter = _load(model, dtype, device, progress=False)
-    vector = compute_caa(adapter, prompt_pairs, prompt_set=prompt_set, **job)
+    decorations = get_concept(concept) if concept else None
+    vector = compute_caa(adapter, prompt_pairs, prompt_set=prompt_set, decorations=decorations, **job)
     typer.echo(f"wrote {out}: {len(vector.sites)} sites x {len(vector.timesteps)} timesteps, {len(prompt_pairs)} pairs")
 
 
@@ -273,10 +274,14 @@ def localize(
 def steer(
     model: str = MODEL_ARG,
     prompt: str = typer.Option(..., help="Text prompt."),
-    steer_: list[str] = typer.Option(..., "--steer", help="VECTOR.safetensors:ALPHA; repeat to mix concepts."),
+    steer_: list[str] = typer.Option(
+        ..., "--steer", help="ARTIFACT.safetensors:ALPHA, of any method; repeat to mix concepts."
+    ),
     sites_: str | None = typer.Option(None, "--sites", help="Only these site aliases (default: all in the file)."),
-    mode: str = typer.Option("cond", help="Guidance rows to steer: cond, uncond or both."),
-    renorm: bool = typer.Option(False, help="Restore each token's original norm after steering."),
+    mode: str | None = typer.Option(None, help="Guidance rows to steer: cond (default), uncond or both."),
+    renorm: bool | None = typer.Option(
+        None, "--renorm/--no-renorm", help="Restore each token's norm after steering (default: as the file says)."
+    ),
     schedule: str | None = typer.Option(None, help="'constant' or START-END trajectory fractions, e.g. 0-0.5."),
     seconds: float | None = SECONDS_OPT,
     steps: int | None = STEPS_OPT,
@@ -286,20 +291,139 @@ def steer(
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
-    """Generate one clip with one or more concepts turned up or down."""
-    from .artifacts import SteeringVector
+    """Generate one clip with one or more concepts turned up or down, by artifacts of any method."""
+    from .methods import load_artifact, steering
     from .schedules import parse_schedule
 
     validate.generation(seconds, steps, guidance, seed)
     validate.output_file(out, WAV, "the audio file")
-    plans = [(SteeringVector.load(path), alpha) for path, alpha in map(_parse_steer, steer_)]
-    gate = parse_schedule(schedule)
+    items = [(load_artifact(path), alpha) for path, alpha in map(_parse_steer, steer_)]
+    options = {"sites": sites_, "mode": mode, "renorm": renorm}
+    if schedule is not None:
+        options["schedule"] = parse_schedule(schedule)
     adapter = _load(model, dtype, device)
-    with ExitStack() as stack:
-        for vector, alpha in plans:
-            stack.enter_context(vector.apply(adapter, alpha, sites=sites_, mode=mode, renorm=renorm, schedule=gate))
+    with steering(adapter, items, **options):
         audio = adapter.generate(prompt, seconds=seconds, steps=steps, guidance=guidance, seed=seed)
     typer.echo(f"wrote {audio.save(out)} ({audio.seconds:.2f} s at {audio.sample_rate} Hz)")
+
+
+@app.command()
+def methods() -> None:
+    """List the steering methods: the name --method takes, what it changes, its alpha convention."""
+    from .methods import get_method, method_names
+
+    for name in method_names():
+        typer.echo(get_method(name).line())
+
+
+def _fit_concept(
+    concept: str | None,
+    pairs: Path | None,
+    positive: str | None,
+    negative: str | None,
+    n_pairs: int | None,
+) -> tuple:
+    """The concept (decorations) and prompt pairs ``tada fit`` works from: a preset, a CSV of pairs,
+    or positive/negative templates applied to the preset base prompts (exactly one of the three)."""
+    from .concepts import BASE_PROMPTS, Concept, get_concept
+
+    given = [name for name, value in (("--concept", concept), ("--pairs", pairs), ("--positive", positive)) if value]
+    if len(given) != 1 or (positive is None) != (negative is None):
+        raise TadaError("give exactly one of --concept, --pairs, or --positive with --negative")
+    if positive is None:
+        prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
+        decorations = get_concept(concept) if concept else Concept(pairs.stem)
+        return decorations, prompt_pairs, prompt_set
+    for option, template in (("--positive", positive), ("--negative", negative)):
+        if "{p}" not in template:
+            raise TadaError(f"{option} must contain {{p}} where the base prompt goes, e.g. '{{p}}, with piano'")
+    if positive == negative:
+        raise TadaError("--positive and --negative are the same template")
+    validate.count("--n-pairs", n_pairs, "how many of the prompt pairs to use", high=len(BASE_PROMPTS))
+    decorations = Concept("custom", positive, negative)
+    bases = BASE_PROMPTS[: n_pairs or len(BASE_PROMPTS)]
+    prompt_set = {"source": "templates", "positive": positive, "negative": negative, "n_pairs": len(bases)}
+    return decorations, [decorations.pair(b) for b in bases], prompt_set
+
+
+def _fit_sites(sites: str | None, impact: Path | None, top: int | None) -> list[str] | None:
+    """The localised site set: named, or the ``top`` sites of an impact table; None is global."""
+    if impact is None:
+        if top is not None:
+            raise TadaError("--top needs --impact, the table `tada localize` wrote")
+        return None if sites is None else [a.strip() for a in sites.split(",") if a.strip()]
+    if sites is not None:
+        raise TadaError("give --sites or --impact with --top, not both")
+    from .localize import ImpactTable
+
+    table = ImpactTable.load(validate.input_file(impact, "--impact"))
+    return table.top(top if top is not None else 2)
+
+
+@app.command()
+def fit(
+    model: str = MODEL_ARG,
+    method: str = typer.Option(..., help="Steering method (see `tada methods`)."),
+    concept: str | None = typer.Option(None, help="A concept preset (piano, mood, tempo, ...)."),
+    pairs: Path | None = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
+    positive: str | None = typer.Option(None, help="Positive template, e.g. '{p}, with piano' (with --negative)."),
+    negative: str | None = typer.Option(None, help="Negative template, e.g. '{p}' (with --positive)."),
+    n_pairs: int | None = N_PAIRS_OPT,
+    sites_: str | None = typer.Option(
+        None, "--sites", help="Localise to these layers, e.g. xattn.2,xattn.3 (default: every layer)."
+    ),
+    impact: Path | None = typer.Option(None, help="Localise to the top layers of this `tada localize` table."),
+    top: int | None = typer.Option(None, help="How many of the impact table's top layers (default 2)."),
+    train_steps: int | None = typer.Option(None, help="Training iterations (concept-slider)."),
+    seconds: float | None = SECONDS_OPT,
+    steps: int | None = STEPS_OPT,
+    guidance: float | None = GUIDANCE_OPT,
+    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
+    batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
+    work_dir: Path | None = WORK_DIR_OPT,
+    out: Path = typer.Option(..., help="Output .safetensors artifact."),
+    dtype: str = DTYPE_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Fit a steering artifact of any method for a concept, globally or at chosen layers."""
+    from .methods import FitRequest, get_method
+
+    chosen = get_method(method)
+    decorations, prompt_pairs, prompt_set = _fit_concept(concept, pairs, positive, negative, n_pairs)
+    site_list = _fit_sites(sites_, impact, top)
+    validate.count("--train-steps", train_steps, "training iterations", high=10**7)
+    job = _job_arguments(
+        len(prompt_pairs),
+        "a steering artifact",
+        sites=None,
+        seconds=seconds,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_pairs=batch_pairs,
+        out=out,
+        work_dir=work_dir,
+        concept=decorations.name,
+    )
+    options = {} if train_steps is None else {"train_steps": train_steps}
+    adapter = _load(model, dtype, device, progress=False)
+    request = FitRequest(
+        decorations,
+        prompt_pairs,
+        prompt_set,
+        sites=site_list,
+        seconds=job["seconds"],
+        steps=job["steps"],
+        guidance=job["guidance"],
+        seed=seed,
+        batch_pairs=batch_pairs,
+        work_dir=job["work_dir"],
+        out=out,
+        options=options,
+    )
+    artifact = chosen.fit(adapter, request)
+    scope = "global" if site_list is None else "localised to " + ",".join(site_list)
+    typer.echo(f"wrote {out}: {method} for {decorations.name}, {scope} ({len(artifact.sites)} sites)")
 
 
 @app.command()

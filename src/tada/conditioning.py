@@ -10,8 +10,8 @@ on a few layers is the localised variant. So one mechanism serves both:
   layer reads for some prompts (one denoiser call, with every installed intervention
   bypassed, so the record is the model's own conditioning);
 * :func:`swap_rows` puts such a record into some rows of a running batch, padding the
-  token axis when the two lengths differ (padded positions are masked out where the
-  layer takes a mask; families that pass none attend to their own padding anyway);
+  token axis when the two lengths differ; padded positions are masked out (with the
+  layer's own mask, or a boolean one made for layers called without a mask);
 * :class:`SwapConditioning` is the intervention that does it at a layer's text input,
   per generated prompt, from a :class:`ConditioningBank` computed before sampling.
 """
@@ -99,7 +99,7 @@ def capture_conditioning(
     guidance = model.default_guidance if guidance is None else guidance
     generators = [torch.Generator(device="cpu").manual_seed(0) for _ in prompts]
     try:
-        with model.engine.bypassed(), model.engine.generation(n, prompts), torch.no_grad():
+        with model.engine.bypassed(), model.engine.generation(n, prompts), model.quiet(), torch.no_grad():
             model._generate(prompts, generators, seconds, steps, guidance)
     except _Captured:
         pass
@@ -121,6 +121,10 @@ def _attend_all(like: torch.Tensor, rows: int, tokens: int) -> torch.Tensor:
     if like.dtype == torch.bool:
         return torch.ones(shape, dtype=torch.bool, device=like.device)
     return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+
+def _all_real(rows: int, tokens: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(rows, 1, 1, tokens, dtype=torch.bool, device=device)
 
 
 def pad_tokens(
@@ -151,6 +155,11 @@ def swap_rows(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``states``/``mask`` with ``rows`` replaced by ``new``; both padded to the longer token count."""
     length = max(states.shape[1], new.tokens)
+    if mask is None and new.mask is None and states.shape[1] != new.tokens:
+        # a layer that takes no mask attends to every token it is given: hide the padding this
+        # swap adds with a boolean (rows, 1, 1, tokens) mask, which diffusers' processors accept
+        mask = _all_real(states.shape[0], states.shape[1], states.device)
+        new = Conditioning(new.states, _all_real(new.states.shape[0], new.tokens, states.device))
     states, mask = pad_tokens(states, mask, length)
     new_states, new_mask = pad_tokens(new.states, new.mask, length)
     out = states.clone()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +189,10 @@ class Adapter(ABC):
                 "lower the steering strength or the guidance scale"
             )
         return audio
+
+    def quiet(self) -> AbstractContextManager[None]:
+        """A block in which the sampler draws no progress bar (for passes the user did not ask for)."""
+        return nullcontext()
 
     def describe(self) -> str:
         n_params = sum(p.numel() for p in self.denoiser.parameters())

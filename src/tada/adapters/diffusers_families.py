@@ -8,7 +8,8 @@ order, the call's keyword for duration). Nothing about hooks lives here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,15 @@ class DiffusersAdapter(Adapter):
     @property
     def sample_rate(self) -> int:
         return self.spec.sample_rate(self.pipeline)
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        saved = dict(getattr(self.pipeline, "_progress_bar_config", {}))
+        self.pipeline.set_progress_bar_config(**{**saved, "disable": True})
+        try:
+            yield
+        finally:
+            self.pipeline._progress_bar_config = saved
 
     def scheduler_timesteps(self) -> torch.Tensor:
         return self.pipeline.scheduler.timesteps

@@ -58,7 +58,7 @@ class TadaMiniPipeline:
         self.transformer = transformer.eval()
         self.autoencoder = autoencoder.eval()
         self.scheduler = scheduler
-        self._bar: dict[str, object] = {"disable": True, "desc": "tada-mini", "leave": False}
+        self._progress_bar_config: dict[str, object] = {"disable": True, "desc": "tada-mini", "leave": False}
 
     # -- diffusers conventions ------------------------------------------------------
     @classmethod
@@ -100,7 +100,7 @@ class TadaMiniPipeline:
 
     def set_progress_bar_config(self, disable: bool = True, **tqdm_options: object) -> None:
         """As diffusers pipelines: ``disable`` plus any tqdm keyword (``desc``, ``leave``, ...)."""
-        self._bar = {"desc": "tada-mini", "leave": False, **tqdm_options, "disable": disable}
+        self._progress_bar_config = {"desc": "tada-mini", "leave": False, **tqdm_options, "disable": disable}
 
     @property
     def device(self) -> torch.device:
@@ -163,7 +163,7 @@ class TadaMiniPipeline:
         cond = self.encode_prompt(prompts)
         states, mask = _pad_cat([self.encode_prompt(negatives), cond]) if guided else cond
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        for t in tqdm(self.scheduler.timesteps, **self._bar):
+        for t in tqdm(self.scheduler.timesteps, **self._progress_bar_config):
             model_in = torch.cat([latents, latents]) if guided else latents
             velocity = self.transformer(
                 model_in, t.expand(model_in.shape[0]), encoder_hidden_states=states, encoder_attention_mask=mask

@@ -1,0 +1,262 @@
+"""Every steering method, global and localised, on every concept preset: does it move the concept?
+
+For each concept: fit each method on the first ``--fit-pairs`` base prompts (globally, and
+localised to the ``--top`` layers of an activation-patching impact table measured here),
+then generate the last ``--prompts`` base prompts (held out: never used to fit) in the
+concept's neutral wrap ("lofi music, with instrument"), ``--seeds`` seeds each, at
+``-alpha_max`` and ``+alpha_max``, with the same noise at both strengths. The offline
+scorer gives each clip its probe similarity ("a piano song"). Per (method, concept) the
+table reports the mean paired difference probe(+alpha_max) - probe(-alpha_max) over the
+prompts x seeds, with a 95% t-interval; positive means the method moves the concept the
+intended way.
+
+    python benchmarks/method_table.py --model tada-mini --out out/methods
+
+Resumable: every impact table, artifact and (method, concept, strength) set of scores is
+written as it finishes and reused by a rerun with the same settings; ``report.md`` and
+``report.json`` are rewritten at the end of each concept. Localisation uses the preset's
+(positive, negative) prompts where they are word swaps, else (positive, neutral wrap)
+("{p}, with piano" / "{p}, with instrument").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from tada.adapters import load_model
+from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs
+from tada.errors import TadaError
+from tada.localize import ImpactTable, check_twins, localize
+from tada.methods import FitRequest, get_method, load_artifact, method_names
+from tada.scorer import Scorer
+
+# the strength each method is compared at: its "full" setting where it has one (a whole prompt
+# swap, the trained slider scale), else about one median token norm of tada-mini's layer
+ALPHA_MAX = {
+    "prompt-switch": 1.0,
+    "text-embedding": 1.0,
+    "token-embedding": 1.0,
+    "freesliders": 1.0,
+    "concept-slider": 1.0,
+    "austeer": 2.0,
+    "caa": 2.0,
+}
+
+
+def interval(diffs: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of paired differences."""
+    mean = float(diffs.mean())
+    half = float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    return mean, mean - half, mean + half
+
+
+def read_json(path: Path, settings: dict) -> dict | None:
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if data.get("settings") == settings:
+            return data
+    return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.model = load_model(args.model)
+        self.scorer = Scorer.load()
+        self.bases = list(BASE_PROMPTS[-args.prompts :])
+        self.fit_bases = len(BASE_PROMPTS) - args.prompts
+        if args.fit_pairs > self.fit_bases:
+            raise TadaError(f"--fit-pairs {args.fit_pairs} would fit on held-out prompts (at most {self.fit_bases})")
+        self.seeds = list(range(args.seeds))
+        self.gen = {"seconds": args.seconds, "steps": args.steps}
+
+    def settings(self, **extra: object) -> dict:
+        a = self.args
+        return {
+            "model": a.model,
+            "prompts": a.prompts,
+            "seeds": a.seeds,
+            "seconds": a.seconds,
+            "steps": a.steps,
+            **extra,
+        }
+
+    def probe_scores(self, concept, artifact=None, alpha: float = 0.0) -> list[float]:
+        prompts = [concept.neutral_prompt(b) for b in self.bases for _ in self.seeds]
+        seeds = [s for _ in self.bases for s in self.seeds]
+        clips = []
+        for i in range(0, len(prompts), self.args.batch):
+            chunk, chunk_seeds = prompts[i : i + self.args.batch], seeds[i : i + self.args.batch]
+            if artifact is None:
+                clips.append(self.model.generate(chunk, seed=chunk_seeds, **self.gen).samples[:, 0])
+            else:
+                with artifact.apply(self.model, alpha):
+                    clips.append(self.model.generate(chunk, seed=chunk_seeds, **self.gen).samples[:, 0])
+        audio = np.concatenate(clips)
+        return self.scorer.similarity(list(audio), self.model.sample_rate, concept.probe)[:, 0].tolist()
+
+    def localised_sites(self, name: str, folder: Path) -> list[str]:
+        concept = CONCEPTS[name]
+        path = folder / "impact.safetensors"
+        if not path.is_file():
+            bases = BASE_PROMPTS[: self.args.localise_pairs]
+            pairs = [concept.pair(b) for b in bases]
+            try:
+                check_twins(self.model, pairs)
+            except TadaError:
+                pairs = [(concept.positive.format(p=b), concept.neutral_prompt(b)) for b in bases]
+            localize(
+                self.model,
+                pairs,
+                concept.probe,
+                self.scorer,
+                concept=name,
+                work_dir=folder / "impact.parts",
+                out=path,
+                progress=False,
+                **self.gen,
+            )
+        return ImpactTable.load(path).top(self.args.top)
+
+    def artifact(self, method: str, name: str, sites: list[str] | None, folder: Path):
+        scope = "global" if sites is None else "local"
+        path = folder / f"{method}-{scope}.safetensors"
+        seconds = 0.0
+        if not path.is_file():
+            request = FitRequest(
+                CONCEPTS[name],
+                concept_pairs(name, self.args.fit_pairs),
+                {"source": "preset", "concept": name, "n_pairs": self.args.fit_pairs},
+                sites=sites,
+                work_dir=folder / f"{method}-{scope}.parts",
+                out=path,
+                progress=False,
+                options={"train_steps": self.args.slider_steps} if self.args.slider_steps else {},
+                **self.gen,
+            )
+            start = time.perf_counter()
+            get_method(method).fit(self.model, request)
+            seconds = time.perf_counter() - start
+        return load_artifact(path), scope, seconds
+
+    def concept(self, name: str, methods: list[str], bar: tqdm) -> dict:
+        concept = CONCEPTS[name]
+        folder = self.args.out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        plain_path = folder / "plain.json"
+        plain = read_json(plain_path, self.settings())
+        if plain is None:
+            plain = {"settings": self.settings(), "scores": self.probe_scores(concept)}
+            write_json(plain_path, plain)
+        local = self.localised_sites(name, folder)
+        rows = {}
+        for method in methods:
+            alpha = self.args.alpha.get(method, ALPHA_MAX.get(method, 1.0))
+            for sites in (None, local):
+                bar.set_postfix_str(f"{name} {method} {'global' if sites is None else 'local'}")
+                artifact, scope, fit_seconds = self.artifact(method, name, sites, folder)
+                path = folder / f"{method}-{scope}.json"
+                settings = self.settings(alpha=alpha, sites=artifact.sites)
+                data = read_json(path, settings)
+                if data is None:
+                    start = time.perf_counter()
+                    plus = self.probe_scores(concept, artifact, alpha)
+                    minus = self.probe_scores(concept, artifact, -alpha)
+                    data = {
+                        "settings": settings,
+                        "plus": plus,
+                        "minus": minus,
+                        "fit_seconds": fit_seconds,
+                        "generate_seconds": time.perf_counter() - start,
+                    }
+                    write_json(path, data)
+                diffs = np.array(data["plus"]) - np.array(data["minus"])
+                mean, low, high = interval(diffs)
+                rows[f"{method} ({scope})"] = {
+                    "alpha_max": alpha,
+                    "sites": artifact.sites if sites is not None else "all",
+                    "mean": mean,
+                    "ci": [low, high],
+                    "plus": float(np.mean(data["plus"])),
+                    "minus": float(np.mean(data["minus"])),
+                }
+                bar.update()
+        return {"plain": float(np.mean(plain["scores"])), "localised_to": local, "methods": rows}
+
+
+def report(results: dict, args: argparse.Namespace) -> str:
+    concepts = list(results)
+    variants = list(next(iter(results.values()))["methods"]) if results else []
+    lines = [
+        f"Mean probe(+alpha_max) - probe(-alpha_max), {args.prompts} held-out prompts x {args.seeds} seeds, "
+        "[95% t-interval]; * = interval above 0.",
+        "",
+        "| method | alpha_max | " + " | ".join(concepts) + " | moved |",
+        "|---|---|" + "---|" * len(concepts) + "---|",
+    ]
+    for variant in variants:
+        cells, moved = [], 0
+        for c in concepts:
+            row = results[c]["methods"].get(variant)
+            if row is None:
+                cells.append("")
+                continue
+            low, high = row["ci"]
+            star = "*" if low > 0 else ""
+            moved += row["mean"] > 0
+            cells.append(f"{row['mean']:+.3f}{star} [{low:+.3f}, {high:+.3f}]")
+        alpha = next(results[c]["methods"][variant]["alpha_max"] for c in concepts if variant in results[c]["methods"])
+        lines.append(f"| {variant} | {alpha:g} | " + " | ".join(cells) + f" | {moved}/{len(concepts)} |")
+    lines += [
+        "",
+        "Localised to (top layers of each concept's impact table): "
+        + "; ".join(f"{c} {','.join(results[c]['localised_to'])}" for c in concepts),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tada-mini")
+    parser.add_argument("--out", type=Path, default=Path("out/methods"))
+    parser.add_argument("--methods", default=",".join(method_names()))
+    parser.add_argument("--concepts", default=",".join(CONCEPTS))
+    parser.add_argument("--prompts", type=int, default=16, help="held-out base prompts (the last N presets)")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--fit-pairs", type=int, default=34)
+    parser.add_argument("--localise-pairs", type=int, default=8)
+    parser.add_argument("--top", type=int, default=2, help="layers a localised variant acts on")
+    parser.add_argument("--slider-steps", type=int, default=None, help="Concept Slider training iterations")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--alpha", action="append", default=[], help="METHOD=ALPHA_MAX, overrides the default")
+    args = parser.parse_args()
+    args.alpha = {k: float(v) for k, v in (item.split("=", 1) for item in args.alpha)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    methods, concepts = args.methods.split(","), args.concepts.split(",")
+    run = Run(args)
+    results = {}
+    with tqdm(total=len(methods) * 2 * len(concepts), desc="methods x concepts", unit="variant") as bar:
+        for name in concepts:
+            results[name] = run.concept(name, methods, bar)
+            write_json(args.out / "report.json", {"settings": vars(args) | {"out": str(args.out)}, "results": results})
+            (args.out / "report.md").write_text(report(results, args))
+    print(report(results, args))
+
+
+if __name__ == "__main__":
+    main()
