@@ -11,6 +11,7 @@ restores the model exactly.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -198,11 +199,11 @@ class HookEngine:
         def output_hook(mod: nn.Module, args: tuple, output: object) -> object:
             if self._bypass:
                 return None
-            act = output if isinstance(output, torch.Tensor) else output[0]
+            act = first_output(output)
             new = self._run_stack(site, act)
             if new is act:
                 return None
-            return new if isinstance(output, torch.Tensor) else (new, *output[1:])
+            return replace_first_output(output, new)
 
         # on the denoiser itself, run before the hook that clears the step context
         return module.register_forward_hook(output_hook, prepend=module is self.denoiser)
@@ -271,6 +272,27 @@ class HookEngine:
                 hook.remove()
             self._denoiser_hooks = []
             self._ctx = None
+
+
+def first_output(output: object) -> torch.Tensor:
+    """The tensor a module returned: the output itself, the first of a tuple, or the first field of a
+    diffusers output object (what a denoiser returns with ``return_dict=True``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        return next(iter(output.values()))
+    return output[0]
+
+
+def replace_first_output(output: object, new: torch.Tensor) -> object:
+    """``output`` of the same kind with :func:`first_output` replaced by ``new`` (the original is left as it was)."""
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, Mapping):
+        out = copy.copy(output)
+        out[next(iter(output))] = new
+        return out
+    return (new, *output[1:])
 
 
 def _batch_rows(args: tuple, kwargs: dict) -> int:

@@ -21,6 +21,8 @@ _REGISTRY: dict[str, str] = {
     "prompt-switch": "tada.methods.prompting:PromptSwitch",
     "text-embedding": "tada.methods.prompting:TextEmbedding",
     "caa": "tada.methods.caa:CAA",
+    "freesliders": "tada.methods.freesliders:FreeSliders",
+    "austeer": "tada.methods.austeer:AUSteer",
 }
 _LOADED: dict[str, Method] = {}
 
