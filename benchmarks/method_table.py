@@ -144,7 +144,9 @@ class Run:
                 work_dir=folder / f"{method}-{scope}.parts",
                 out=path,
                 progress=False,
-                options={"train_steps": self.args.slider_steps} if self.args.slider_steps else {},
+                options={"train_steps": self.args.slider_steps}
+                if self.args.slider_steps and method == "concept-slider"
+                else {},
                 **self.gen,
             )
             start = time.perf_counter()

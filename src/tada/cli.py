@@ -375,6 +375,10 @@ def fit(
     impact: Path | None = typer.Option(None, help="Localise to the top layers of this `tada localize` table."),
     top: int | None = typer.Option(None, help="How many of the impact table's top layers (default 2)."),
     train_steps: int | None = typer.Option(None, help="Training iterations (concept-slider)."),
+    from_step: float | None = typer.Option(
+        None, help="Trajectory fraction from which freesliders steers (default 5/30, the reference's)."
+    ),
+    top_k: int | None = typer.Option(None, help="Channels austeer keeps per step (default: the reference's share)."),
     seconds: float | None = SECONDS_OPT,
     steps: int | None = STEPS_OPT,
     guidance: float | None = GUIDANCE_OPT,
@@ -405,7 +409,8 @@ def fit(
         work_dir=work_dir,
         concept=decorations.name,
     )
-    options = {} if train_steps is None else {"train_steps": train_steps}
+    given = {"train_steps": train_steps, "from_step": from_step, "k": top_k}
+    options = {key: value for key, value in given.items() if value is not None}
     adapter = _load(model, dtype, device, progress=False)
     request = FitRequest(
         decorations,
