@@ -82,6 +82,12 @@ class Concept:
         return cls(**{k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def word_spans(text: str, word: str) -> list[tuple[int, int]]:
+    """Character spans of every whole-word occurrence of ``word`` in ``text``, ignoring case."""
+    pattern = r"(?<!\w)" + re.escape(word.strip()) + r"(?!\w)"
+    return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)] if word.strip() else []
+
+
 # The reference protocol's neutral wraps (REFERENCE.md, "Concepts and wraps") and their generic words.
 INSTRUMENT = ("{p}, with instrument", "instrument")
 SONG = ("a song, {p}", "song")

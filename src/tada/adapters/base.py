@@ -19,10 +19,15 @@ import torch
 from torch import nn
 
 from .. import validate
+from ..concepts import word_spans
 from ..context import GuidanceLayout
 from ..engine import HookEngine, Site
 from ..errors import SiteError, TadaError
 from ..files import write_wav
+
+# One token of a prompt as a cross-attention layer reads it: (position on the layer's text
+# axis, first character, end character), the characters counted in the prompt itself.
+PromptToken = tuple[int, int, int]
 
 
 @dataclass
@@ -85,6 +90,15 @@ class Adapter(ABC):
         self, prompts: list[str], generators: list[torch.Generator], seconds: float, steps: int, guidance: float
     ) -> GeneratedAudio:
         """Run the sampler for ``prompts`` (one generator per clip)."""
+
+    @abstractmethod
+    def prompt_tokens(self, prompts: Sequence[str]) -> list[list[PromptToken]]:
+        """Per prompt, its tokens where the word-aligned cross-attention layers read them (see
+        :meth:`reads_prompt_tokens`): template text, special tokens and other conditioning left out."""
+
+    def reads_prompt_tokens(self, site: Site) -> bool:
+        """Whether ``site`` is a cross-attention text input whose token axis is :meth:`prompt_tokens`'s."""
+        return site.kind == "xattn_in"
 
     timestep_arg: tuple[str, int] = ("timestep", 1)
 
@@ -154,6 +168,20 @@ class Adapter(ABC):
         if not sites:
             raise SiteError("no sites given")
         return sites
+
+    def span_positions(self, prompts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[list[int]]:
+        """Per prompt, the positions on the cross-attention text axis of the tokens that overlap any of its
+        character spans ``(start, end)``, in order; empty where none does (or the tokens were truncated away)."""
+        if len(spans) != len(prompts):
+            raise TadaError(f"got character spans for {len(spans)} prompts, expected {len(prompts)}")
+        return [
+            [pos for pos, a, b in tokens if any(a < end and b > start for start, end in wanted)]
+            for tokens, wanted in zip(self.prompt_tokens(prompts), spans)
+        ]
+
+    def word_positions(self, prompts: Sequence[str], word: str) -> list[list[int]]:
+        """Per prompt, the positions of every whole-word occurrence of ``word`` (case-insensitive)."""
+        return self.span_positions(prompts, [word_spans(prompt, word) for prompt in prompts])
 
     def generate(
         self,

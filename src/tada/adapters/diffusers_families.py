@@ -21,7 +21,7 @@ from torch import nn
 from ..context import GuidanceLayout
 from ..engine import Site
 from ..errors import TadaError
-from .base import Adapter, GeneratedAudio
+from .base import Adapter, GeneratedAudio, PromptToken
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,11 @@ class FamilySpec:
     sample_rate: Callable[[Any], int]
     default_steps: int
     default_guidance: float
+    # where the prompt's tokens land in the cross-attention text input (see Adapter.prompt_tokens)
+    prompt_tokens: Callable[[Any, list[str]], list[list[PromptToken]]]
     extra: dict[str, Any] = field(default_factory=dict)
+    # whether the cross-attention layer at a block path reads those word-aligned states
+    reads_prompt_tokens: Callable[[nn.Module, str], bool] = lambda denoiser, path: True
 
 
 def _block_index(m: re.Match[str]) -> str:
@@ -76,6 +80,62 @@ def _encode_audioldm2(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
     return {"prompt_embeds": embeds, "attention_mask": mask, "generated_prompt_embeds": generated}
 
 
+def _tokens_in(
+    tokenizer: Any, texts: Sequence[str], starts: Sequence[int], prompts: Sequence[str], max_length: int, shift: int = 0
+) -> list[list[PromptToken]]:
+    """The tokens of each ``prompts[i]``, which sits in ``texts[i]`` from character ``starts[i]``;
+    token ``k`` of the text lands at position ``shift + k``. Special tokens (no characters) are left out."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TadaError(f"{type(tokenizer).__name__} gives no character offsets; cannot tell where prompt words land")
+    encoded = tokenizer(list(texts), return_offsets_mapping=True, truncation=True, max_length=max_length)
+    out = []
+    for offsets, start, prompt in zip(encoded["offset_mapping"], starts, prompts):
+        end = start + len(prompt)
+        out.append(
+            [(shift + k, a - start, b - start) for k, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+        )
+    return out
+
+
+def _as_encoded(tokenizer: Any, prompts: list[str], max_length: int) -> list[list[PromptToken]]:
+    """For families whose layers read the text encoder's states token for token (any padding comes after them)."""
+    return _tokens_in(tokenizer, prompts, [0] * len(prompts), prompts, max_length)
+
+
+def _ace_step_tokens(pipe: Any, prompts: list[str]) -> list[list[PromptToken]]:
+    """The prompt is the caption of the pipeline's SFT template; the condition encoder packs each row's
+    valid tokens first, in the order lyric tokens, one timbre token (a reference clip, the silence latent
+    when none is given), text tokens. So a text token's position is its index plus the lyric tokens plus one
+    (the adapter generates with empty lyrics, so every row has the same lyric tokens)."""
+    sentinel = "\x00"
+    head, empty_lyrics = pipe._format_prompt(sentinel)
+    head = head.partition(sentinel)[0]
+    texts = [pipe._format_prompt(p)[0] for p in prompts]
+    if any(text[len(head) : len(head) + len(p)] != p for text, p in zip(texts, prompts)):
+        raise TadaError("ACE-Step's prompt template no longer puts the caption where tada expects it")
+    # 2048 and 256 are the pipeline's max_lyric_length and max_text_length, which the adapter leaves as they are
+    lyric_tokens = len(pipe.tokenizer(empty_lyrics, truncation=True, max_length=2048)["input_ids"])
+    return _tokens_in(pipe.tokenizer, texts, [len(head)] * len(prompts), prompts, 256, shift=lyric_tokens + 1)
+
+
+def _stable_audio_tokens(pipe: Any, prompts: list[str]) -> list[list[PromptToken]]:
+    # T5 states padded to the tokenizer's length, then the start and end second tokens
+    return _as_encoded(pipe.tokenizer, prompts, pipe.tokenizer.model_max_length)
+
+
+def _audioldm2_tokens(pipe: Any, prompts: list[str]) -> list[list[PromptToken]]:
+    # the second text encoder's (T5's) states reach the layers that read encoder_hidden_states_1 unchanged
+    return _as_encoded(pipe.tokenizer_2, prompts, pipe.tokenizer_2.model_max_length)
+
+
+def _audioldm2_reads_t5(denoiser: nn.Module, path: str) -> bool:
+    """diffusers' AudioLDM2 blocks give attention ``j`` the T5 states when ``j``'s index within its group
+    is above 1; the others read the GPT-2 generated embeddings, which do not line up with the prompt's words."""
+    block, _, rest = path.partition(".attentions.")
+    group = len(denoiser.get_submodule(block).cross_attention_dim)
+    return int(rest.split(".")[0]) % group > 1
+
+
 ACE_STEP = FamilySpec(
     name="ace-step-1.5",
     pipeline_class="AceStepPipeline",
@@ -94,6 +154,7 @@ ACE_STEP = FamilySpec(
     sample_rate=lambda p: int(p.sample_rate),
     default_steps=8,
     default_guidance=7.0,
+    prompt_tokens=_ace_step_tokens,
 )
 
 STABLE_AUDIO = FamilySpec(
@@ -109,6 +170,7 @@ STABLE_AUDIO = FamilySpec(
     sample_rate=lambda p: int(p.vae.sampling_rate),
     default_steps=100,
     default_guidance=7.0,
+    prompt_tokens=_stable_audio_tokens,
 )
 
 AUDIOLDM2 = FamilySpec(
@@ -127,12 +189,21 @@ AUDIOLDM2 = FamilySpec(
     sample_rate=lambda p: int(p.vocoder.config.sampling_rate),
     default_steps=200,
     default_guidance=3.5,
+    prompt_tokens=_audioldm2_tokens,
+    reads_prompt_tokens=_audioldm2_reads_t5,
 )
 
 
 def _encode_tada_mini(pipe: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
     states, mask = pipe.encode_prompt(prompts)
     return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+
+
+def _tada_mini_tokens(pipe: Any, prompts: list[str]) -> list[list[PromptToken]]:
+    # MiniLM's token states, layer-normed per token inside the transformer
+    from ..text_encoder import MAX_TOKENS, load_minilm
+
+    return _as_encoded(load_minilm()[0], prompts, MAX_TOKENS)
 
 
 TADA_MINI = FamilySpec(
@@ -149,6 +220,7 @@ TADA_MINI = FamilySpec(
     default_steps=30,
     default_guidance=4.0,
     extra={"default_seconds": 5.0},
+    prompt_tokens=_tada_mini_tokens,
 )
 
 FAMILY_SPECS: dict[str, FamilySpec] = {s.name: s for s in (ACE_STEP, STABLE_AUDIO, AUDIOLDM2, TADA_MINI)}
@@ -247,6 +319,12 @@ class DiffusersAdapter(Adapter):
                 prefix = "attn" if match.group("attn") in ("attn1", "self_attn") else "attn2"
                 sites.append(Site(f"{prefix}.{loc}", path, "output", "attn"))
         return sites
+
+    def prompt_tokens(self, prompts: Sequence[str]) -> list[list[PromptToken]]:
+        return self.spec.prompt_tokens(self.pipeline, list(prompts))
+
+    def reads_prompt_tokens(self, site: Site) -> bool:
+        return super().reads_prompt_tokens(site) and self.spec.reads_prompt_tokens(self.denoiser, site.path)
 
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         with torch.no_grad():

@@ -20,6 +20,7 @@ from .base import ApplyOptions, FitRequest, Method, MethodArtifact
 _REGISTRY: dict[str, str] = {
     "prompt-switch": "tada.methods.prompting:PromptSwitch",
     "text-embedding": "tada.methods.prompting:TextEmbedding",
+    "token-embedding": "tada.methods.token_embedding:TokenEmbedding",
     "caa": "tada.methods.caa:CAA",
     "freesliders": "tada.methods.freesliders:FreeSliders",
     "austeer": "tada.methods.austeer:AUSteer",
