@@ -322,6 +322,8 @@ def _fit_concept(
     positive: str | None,
     negative: str | None,
     n_pairs: int | None,
+    neutral: str | None = None,
+    generic_word: str | None = None,
 ) -> tuple:
     """The concept (decorations) and prompt pairs ``tada fit`` works from: a preset, a CSV of pairs,
     or positive/negative templates applied to the preset base prompts (exactly one of the three)."""
@@ -330,9 +332,21 @@ def _fit_concept(
     given = [name for name, value in (("--concept", concept), ("--pairs", pairs), ("--positive", positive)) if value]
     if len(given) != 1 or (positive is None) != (negative is None):
         raise TadaError("give exactly one of --concept, --pairs, or --positive with --negative")
+    if concept is not None and (neutral or generic_word):
+        raise TadaError(
+            "a preset brings its own neutral wrap and generic word; "
+            "--neutral and --generic-word go with --pairs or --positive"
+        )
+    wrap = {"neutral": neutral or "{p}", "generic_word": generic_word or ""}
+    if neutral is not None and "{p}" not in neutral:
+        raise TadaError("--neutral must contain {p} where the base prompt goes, e.g. '{p}, with instrument'")
+    try:
+        Concept("check", **wrap)
+    except ValueError as exc:
+        raise TadaError(f"--generic-word {generic_word!r} is not a word of --neutral {neutral!r}") from exc
     if positive is None:
         prompt_pairs, prompt_set = _prompt_pairs(concept, pairs, n_pairs)
-        decorations = get_concept(concept) if concept else Concept(pairs.stem)
+        decorations = get_concept(concept) if concept else Concept(pairs.stem, **wrap)
         return decorations, prompt_pairs, prompt_set
     for option, template in (("--positive", positive), ("--negative", negative)):
         if "{p}" not in template:
@@ -340,7 +354,7 @@ def _fit_concept(
     if positive == negative:
         raise TadaError("--positive and --negative are the same template")
     validate.count("--n-pairs", n_pairs, "how many of the prompt pairs to use", high=len(BASE_PROMPTS))
-    decorations = Concept("custom", positive, negative)
+    decorations = Concept("custom", positive, negative, **wrap)
     bases = BASE_PROMPTS[: n_pairs or len(BASE_PROMPTS)]
     prompt_set = {"source": "templates", "positive": positive, "negative": negative, "n_pairs": len(bases)}
     return decorations, [decorations.pair(b) for b in bases], prompt_set
@@ -368,6 +382,10 @@ def fit(
     pairs: Path | None = typer.Option(None, help="CSV of (positive, negative) prompt pairs."),
     positive: str | None = typer.Option(None, help="Positive template, e.g. '{p}, with piano' (with --negative)."),
     negative: str | None = typer.Option(None, help="Negative template, e.g. '{p}' (with --positive)."),
+    neutral: str | None = typer.Option(
+        None, help="Neutral wrap for --pairs/--positive, e.g. '{p}, with instrument' (token-embedding)."
+    ),
+    generic_word: str | None = typer.Option(None, help="The word of --neutral that names the concept's slot."),
     n_pairs: int | None = N_PAIRS_OPT,
     sites_: str | None = typer.Option(
         None, "--sites", help="Localise to these layers, e.g. xattn.2,xattn.3 (default: every layer)."
@@ -393,7 +411,9 @@ def fit(
     from .methods import FitRequest, get_method
 
     chosen = get_method(method)
-    decorations, prompt_pairs, prompt_set = _fit_concept(concept, pairs, positive, negative, n_pairs)
+    decorations, prompt_pairs, prompt_set = _fit_concept(
+        concept, pairs, positive, negative, n_pairs, neutral, generic_word
+    )
     site_list = _fit_sites(sites_, impact, top)
     validate.count("--train-steps", train_steps, "training iterations", high=10**7)
     job = _job_arguments(

@@ -21,9 +21,9 @@ _REGISTRY: dict[str, str] = {
     "prompt-switch": "tada.methods.prompting:PromptSwitch",
     "text-embedding": "tada.methods.prompting:TextEmbedding",
     "token-embedding": "tada.methods.token_embedding:TokenEmbedding",
-    "caa": "tada.methods.caa:CAA",
     "freesliders": "tada.methods.freesliders:FreeSliders",
     "austeer": "tada.methods.austeer:AUSteer",
+    "caa": "tada.methods.caa:CAA",
 }
 _LOADED: dict[str, Method] = {}
 
