@@ -21,6 +21,7 @@ _REGISTRY: dict[str, str] = {
     "prompt-switch": "tada.methods.prompting:PromptSwitch",
     "text-embedding": "tada.methods.prompting:TextEmbedding",
     "caa": "tada.methods.caa:CAA",
+    "concept-slider": "tada.methods.concept_slider:ConceptSlider",
 }
 _LOADED: dict[str, Method] = {}
 
