@@ -273,7 +273,7 @@ def test_loss_decreases_on_tada_mini(models):
     text_sites = model.layer_sites(None, "xattn_in")
     points = []
     for iteration in range(4):  # the training points, x_t from the base model
-        pair, step, noise = cs._draw(0, iteration, len(PAIRS), generation["steps"])
+        pair, step, noise = cs.draw(0, iteration, len(PAIRS), generation["steps"])
         call = cs.sample_point(model, PAIRS[pair][0], step, noise, generation)
         points.append((call, cs.capture_conditioning(model, [*PAIRS[pair], ""], text_sites, **generation)))
 
