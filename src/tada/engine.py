@@ -48,16 +48,24 @@ class Site:
 
 
 class SteeringHandle:
-    """Removes the interventions it was returned for; also a context manager."""
+    """Removes the interventions it was returned for; also a context manager.
 
-    def __init__(self, engine: HookEngine, entries: list[tuple[Site, int]]):
+    ``undo`` holds the cleanups of changes a method makes outside the site stacks (a
+    weight-space adapter's own module hooks): removing the handle calls each once, last first.
+    """
+
+    def __init__(self, engine: HookEngine, entries: list[tuple[Site, int]], undo: Sequence[Callable[[], None]] = ()):
         self._engine = engine
         self._entries = entries
+        self._undo = list(undo)
 
     def remove(self) -> None:
         entries, self._entries = self._entries, []
+        undo, self._undo = self._undo, []
         for site, entry_id in entries:
             self._engine._remove_entry(site, entry_id)
+        for cleanup in reversed(undo):
+            cleanup()
 
     def __enter__(self) -> SteeringHandle:
         return self

@@ -24,6 +24,7 @@ _REGISTRY: dict[str, str] = {
     "freesliders": "tada.methods.freesliders:FreeSliders",
     "austeer": "tada.methods.austeer:AUSteer",
     "caa": "tada.methods.caa:CAA",
+    "concept-slider": "tada.methods.concept_slider:ConceptSlider",
 }
 _LOADED: dict[str, Method] = {}
 
