@@ -10,11 +10,14 @@ table reports the mean paired difference probe(+alpha_max) - probe(-alpha_max) o
 prompts x seeds, with a 95% t-interval; positive means the method moves the concept the
 intended way.
 
-    python benchmarks/method_table.py --model tada-mini --out out/methods
+    python benchmarks/method_table.py --model tada-mini
 
-Resumable: every impact table, artifact and (method, concept, strength) set of scores is
-written as it finishes and reused by a rerun with the same settings; ``report.md`` and
-``report.json`` are rewritten at the end of each concept. Localisation uses the preset's
+Resumable: every impact table, artifact and (method, concept) set of scores is written as
+it finishes and reused by a rerun with the same settings. Scores, impact tables and the
+report (``report.md``, ``report.json``, rewritten after each concept) go to ``--out``
+(``benchmarks/results/methods``, kept in the repository, so a fresh clone resumes where
+the last run stopped); fitted artifacts go to ``--work`` (``out/method-artifacts``) and are
+fitted again only where scores are missing. Localisation uses the preset's
 (positive, negative) prompts where they are word swaps, else (positive, neutral wrap)
 ("{p}, with piano" / "{p}, with instrument").
 """
@@ -124,16 +127,18 @@ class Run:
                 concept.probe,
                 self.scorer,
                 concept=name,
-                work_dir=folder / "impact.parts",
+                work_dir=self.args.work / name / "impact.parts",
                 out=path,
                 progress=False,
                 **self.gen,
             )
         return ImpactTable.load(path).top(self.args.top)
 
-    def artifact(self, method: str, name: str, sites: list[str] | None, folder: Path):
+    def artifact(self, method: str, name: str, sites: list[str] | None):
         scope = "global" if sites is None else "local"
-        path = folder / f"{method}-{scope}.safetensors"
+        work = self.args.work / name
+        work.mkdir(parents=True, exist_ok=True)
+        path = work / f"{method}-{scope}.safetensors"
         seconds = 0.0
         if not path.is_file():
             request = FitRequest(
@@ -141,7 +146,7 @@ class Run:
                 concept_pairs(name, self.args.fit_pairs),
                 {"source": "preset", "concept": name, "n_pairs": self.args.fit_pairs},
                 sites=sites,
-                work_dir=folder / f"{method}-{scope}.parts",
+                work_dir=work / f"{method}-{scope}.parts",
                 out=path,
                 progress=False,
                 options={"train_steps": self.args.slider_steps}
@@ -168,12 +173,15 @@ class Run:
         for method in methods:
             alpha = self.args.alpha.get(method, ALPHA_MAX.get(method, 1.0))
             for sites in (None, local):
-                bar.set_postfix_str(f"{name} {method} {'global' if sites is None else 'local'}")
-                artifact, scope, fit_seconds = self.artifact(method, name, sites, folder)
+                scope = "global" if sites is None else "local"
+                bar.set_postfix_str(f"{name} {method} {scope}")
                 path = folder / f"{method}-{scope}.json"
-                settings = self.settings(alpha=alpha, sites=artifact.sites)
+                settings = self.settings(alpha=alpha, sites=sites or "all", fit_pairs=self.args.fit_pairs)
+                if method == "concept-slider":
+                    settings["train_steps"] = self.args.slider_steps or "default"
                 data = read_json(path, settings)
                 if data is None:
+                    artifact, scope, fit_seconds = self.artifact(method, name, sites)
                     start = time.perf_counter()
                     plus = self.probe_scores(concept, artifact, alpha)
                     minus = self.probe_scores(concept, artifact, -alpha)
@@ -189,7 +197,7 @@ class Run:
                 mean, low, high = interval(diffs)
                 rows[f"{method} ({scope})"] = {
                     "alpha_max": alpha,
-                    "sites": artifact.sites if sites is not None else "all",
+                    "sites": sites or "all",
                     "mean": mean,
                     "ci": [low, high],
                     "plus": float(np.mean(data["plus"])),
@@ -233,7 +241,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tada-mini")
-    parser.add_argument("--out", type=Path, default=Path("out/methods"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods"), help="scores and report")
+    parser.add_argument("--work", type=Path, default=Path("out/method-artifacts"), help="fitted artifacts")
     parser.add_argument("--methods", default=",".join(method_names()))
     parser.add_argument("--concepts", default=",".join(CONCEPTS))
     parser.add_argument("--prompts", type=int, default=16, help="held-out base prompts (the last N presets)")
@@ -255,7 +264,8 @@ def main() -> None:
     with tqdm(total=len(methods) * 2 * len(concepts), desc="methods x concepts", unit="variant") as bar:
         for name in concepts:
             results[name] = run.concept(name, methods, bar)
-            write_json(args.out / "report.json", {"settings": vars(args) | {"out": str(args.out)}, "results": results})
+            settings = vars(args) | {"out": str(args.out), "work": str(args.work)}
+            write_json(args.out / "report.json", {"settings": settings, "results": results})
             (args.out / "report.md").write_text(report(results, args))
     print(report(results, args))
 

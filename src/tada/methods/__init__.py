@@ -22,9 +22,9 @@ _REGISTRY: dict[str, str] = {
     "text-embedding": "tada.methods.prompting:TextEmbedding",
     "token-embedding": "tada.methods.token_embedding:TokenEmbedding",
     "freesliders": "tada.methods.freesliders:FreeSliders",
+    "concept-slider": "tada.methods.concept_slider:ConceptSlider",
     "austeer": "tada.methods.austeer:AUSteer",
     "caa": "tada.methods.caa:CAA",
-    "concept-slider": "tada.methods.concept_slider:ConceptSlider",
 }
 _LOADED: dict[str, Method] = {}
 
