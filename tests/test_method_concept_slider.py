@@ -287,3 +287,26 @@ def test_loss_decreases_on_tada_mini(models):
     before, after = loss(untrained), loss(trained)
     print(f"slider loss at the training points: {before:.4f} untrained, {after:.4f} after 4 iterations")
     assert after < 0.9 * before, (before, after)
+
+
+def test_peft_reads_the_slider_as_its_own_lora(models):
+    """The artifact is an ordinary peft LoRA: injected with peft at scale 1, it generates what tada's slider does."""
+    import copy
+
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    model = models("stable-audio")
+    artifact = random_artifact(model, sites=["xattn.1"])
+    with artifact.apply(model, 1.0):
+        steered = model.generate(PROMPT, **FAST).samples
+    config = LoraConfig(r=4, lora_alpha=1.0, target_modules=artifact.settings["target_modules"])
+    with_peft = inject_adapter_in_model(config, copy.deepcopy(model.denoiser))
+    result = set_peft_model_state_dict(with_peft, artifact.tensors)
+    assert not result.unexpected_keys
+    original, model.pipeline.transformer = model.pipeline.transformer, with_peft
+    try:
+        by_peft = model.generate(PROMPT, **FAST).samples
+    finally:
+        model.pipeline.transformer = original
+    assert not np.array_equal(by_peft, model.generate(PROMPT, **FAST).samples)
+    np.testing.assert_allclose(by_peft, steered, rtol=0, atol=1e-5)

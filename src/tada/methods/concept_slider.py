@@ -16,7 +16,9 @@ The LoRA is a set of forward hooks on the projections rather than replaced modul
 model's modules, parameters and state dict never change: removing the hooks restores it
 exactly, and at scale 0 every projection's output is left as it is. Its tensors use peft's
 state-dict keys (``<module>.lora_A.weight``, ``<module>.lora_B.weight``) and its scaling
-(``lora_alpha / rank``), so the artifact reads as an ordinary LoRA elsewhere.
+(``lora_alpha / rank``), so the artifact reads as an ordinary LoRA elsewhere: peft's own
+``inject_adapter_in_model`` + ``set_peft_model_state_dict`` load it and generate the same audio
+(tests/test_method_concept_slider.py).
 """
 
 from __future__ import annotations
