@@ -38,7 +38,7 @@ def tiny_models():
 
 
 @pytest.fixture(scope="session")
-def mini_model():
+def mini():
     """tada-mini with its shipped weights, loaded once for the session."""
     from tada.adapters import load_model
 
@@ -46,11 +46,6 @@ def mini_model():
 
 
 MINI_FAST = {"seconds": 2.0, "steps": 6}
-
-
-def method_model(request, tiny_models, mini_model, family: str):
-    """The model a per-family method test runs on: tada-mini's shipped weights, else the tiny random config."""
-    return mini_model if family == "tada-mini" else tiny_models(family)
 
 
 def fast_settings(family: str) -> dict:

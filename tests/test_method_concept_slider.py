@@ -21,20 +21,9 @@ PROMPT = "lofi music"
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models):
-    """The three tiny random models, and tada-mini (loaded once for the module)."""
-    from tada.adapters import load_model
-
-    cache = {}
-
-    def get(family: str):
-        if family == "tada-mini":
-            if family not in cache:
-                cache[family] = load_model("tada-mini")
-            return cache[family]
-        return tiny_models(family)
-
-    return get
+def models(tiny_models, mini):
+    """The three tiny random models, and tada-mini with its shipped weights."""
+    return lambda family: mini if family == "tada-mini" else tiny_models(family)
 
 
 def settings_for(family: str) -> dict:

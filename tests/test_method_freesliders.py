@@ -24,19 +24,6 @@ CASES = ("tada-mini", "ace-step-1.5", "stable-audio", "audioldm2")
 METHOD = get_method("freesliders")
 
 
-@pytest.fixture(scope="module")
-def mini():
-    from tada.adapters import load_model
-
-    return load_model("tada-mini")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests generate a lot on a small shared machine, where two threads per process thrash."""
-    torch.set_num_threads(1)
-
-
 @pytest.fixture
 def setup(mini, tiny_models):
     """(model, generation settings) for a case: the bundled tada-mini or a tiny random family."""

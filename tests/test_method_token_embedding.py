@@ -21,19 +21,6 @@ FAST = {"seconds": 1.0, "steps": 4}
 PROMPT = "lofi music, with instrument"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread on a shared machine (conftest restores the count)."""
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def mini():
-    from tada.adapters import load_model
-
-    return load_model("tada-mini")
-
-
 @pytest.fixture(params=("tada-mini", *TINY))
 def family_model(request, mini, tiny_models):
     """Each family with the sampler settings its tests use."""

@@ -22,8 +22,8 @@ CONDITIONING_METHODS = ("prompt-switch", "text-embedding")
 
 
 @pytest.fixture
-def model_of(tiny_models, mini_model):
-    return lambda family: mini_model if family == "tada-mini" else tiny_models(family)
+def model_of(tiny_models, mini):
+    return lambda family: mini if family == "tada-mini" else tiny_models(family)
 
 
 def fit(model, method: str, sites=None, concept: Concept = PIANO):
@@ -106,8 +106,8 @@ def test_localised_variant_leaves_unchosen_layers_inputs_bitwise(model_of, famil
         assert same == (alias not in artifact.sites), alias
 
 
-def test_prompt_switch_swaps_only_the_final_fraction_of_steps(mini_model):
-    model, family = mini_model, "tada-mini"
+def test_prompt_switch_swaps_only_the_final_fraction_of_steps(mini):
+    model, family = mini, "tada-mini"
     artifact = fit(model, "prompt-switch", sites=["xattn.2"])
     plain = xattn_inputs(model, family)["xattn_in.2"]
     steered = xattn_inputs(model, family, artifact, 0.5)["xattn_in.2"]
@@ -161,9 +161,9 @@ def test_stacks_that_rewrite_one_text_input_are_refused(model_of):
     assert not mini.engine.active
 
 
-def test_text_embedding_arithmetic_is_token_aligned(mini_model):
+def test_text_embedding_arithmetic_is_token_aligned(mini):
     """At alpha 1 with the prompt equal to its negative decoration, the layer reads the positive prompt's states."""
-    model = mini_model
+    model = mini
     concept = Concept("swap", "{p}, with piano", "{p}, with drums", neutral="{p}, with drums")
     artifact = fit(model, "text-embedding", sites=["xattn.0"], concept=concept)
     site = model.site("xattn_in.0")

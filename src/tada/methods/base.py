@@ -105,6 +105,40 @@ class Method(ABC):
             raise TadaError(f"{self.name} takes alpha in [{low:g}, {high:g}] ({self.alpha_convention}); got {alpha:g}")
         return alpha
 
+    def checked(
+        self, artifact: Any, model: Any, alpha: float, options: ApplyOptions, allowed: Sequence[str] = ()
+    ) -> float:
+        """The prologue of every ``apply``: alpha in range, no option the method has no use for, and an
+        artifact made for this model; returns alpha as a float."""
+        alpha = self.check_alpha(alpha)
+        options.refuse(self.name, allowed)
+        artifact.check_model(model)
+        return alpha
+
+    def new_artifact(
+        self,
+        model: Any,
+        request: FitRequest,
+        sites: Sequence[str],
+        tensors: dict[str, torch.Tensor] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> MethodArtifact:
+        """This method's artifact for ``model`` and ``request`` (its scope recorded in the settings),
+        written to ``request.out`` when the request names a file."""
+        artifact = MethodArtifact(
+            self.name,
+            model.family,
+            model.width,
+            list(sites),
+            request.concept,
+            dict(tensors or {}),
+            {"scope": request.scope, **(settings or {})},
+            request.prompt_set,
+        )
+        if request.out is not None:
+            artifact.save(request.out)
+        return artifact
+
     def line(self) -> str:
         """One line for ``tada methods``."""
         return f"{self.name:<15} {self.summary} alpha: {self.alpha_convention}"

@@ -546,9 +546,7 @@ class ConceptSlider(Method):
         return run_resumable(request.work_dir, config, compute, request.out)
 
     def apply(self, artifact: MethodArtifact, model: Any, alpha: float, options: ApplyOptions) -> SteeringHandle:
-        alpha = self.check_alpha(alpha)
-        options.refuse(self.name, [])
-        artifact.check_model(model)
+        alpha = self.checked(artifact, model, alpha, options)
         lora = LoRA.from_tensors(artifact.tensors, artifact.settings.get("lora_alpha"))
         lora.check(model.denoiser, model.family)
         if alpha == 0.0:

@@ -167,23 +167,10 @@ class FreeSliders(Method):
         request.concept.require_templates(self.name)
         from_step = _fit_options(request)
         sites = model.layer_sites(request.sites, "xattn_in")
-        artifact = MethodArtifact(
-            self.name,
-            model.family,
-            model.width,
-            [s.alias for s in sites],
-            request.concept,
-            settings={"scope": request.scope, "from_step": from_step},
-            prompt_set=request.prompt_set,
-        )
-        if request.out is not None:
-            artifact.save(request.out)
-        return artifact
+        return self.new_artifact(model, request, [s.alias for s in sites], settings={"from_step": from_step})
 
     def apply(self, artifact: MethodArtifact, model: Any, alpha: float, options: ApplyOptions) -> SteeringHandle:
-        alpha = self.check_alpha(alpha)
-        options.refuse(self.name, [])
-        artifact.check_model(model)
+        alpha = self.checked(artifact, model, alpha, options)
         try:
             from_step = read_from_step(artifact.settings.get("from_step", DEFAULT_FROM_STEP))
         except TadaError as exc:

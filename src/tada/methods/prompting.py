@@ -20,19 +20,7 @@ from .base import ApplyOptions, FitRequest, Method, MethodArtifact
 def fit_conditioning_method(method: Method, model: Any, request: FitRequest) -> MethodArtifact:
     """The artifact of a method that needs only the decorations and the layers' text inputs."""
     request.concept.require_templates(method.name)
-    sites = model.layer_sites(request.sites, "xattn_in")
-    artifact = MethodArtifact(
-        method.name,
-        model.family,
-        model.width,
-        [s.alias for s in sites],
-        request.concept,
-        settings={"scope": request.scope},
-        prompt_set=request.prompt_set,
-    )
-    if request.out is not None:
-        artifact.save(request.out)
-    return artifact
+    return method.new_artifact(model, request, [s.alias for s in model.layer_sites(request.sites, "xattn_in")])
 
 
 def input_claims(artifact: MethodArtifact, how: str) -> dict[str, str]:
@@ -53,9 +41,7 @@ class PromptSwitch(Method):
         return fit_conditioning_method(self, model, request)
 
     def apply(self, artifact: MethodArtifact, model: Any, alpha: float, options: ApplyOptions) -> SteeringHandle:
-        alpha = self.check_alpha(alpha)
-        options.refuse(self.name, [])
-        artifact.check_model(model)
+        alpha = self.checked(artifact, model, alpha, options)
         if alpha == 0.0:
             return model.engine.add({})
         concept = artifact.decorations
@@ -87,9 +73,7 @@ class TextEmbedding(Method):
         return fit_conditioning_method(self, model, request)
 
     def apply(self, artifact: MethodArtifact, model: Any, alpha: float, options: ApplyOptions) -> SteeringHandle:
-        alpha = self.check_alpha(alpha)
-        options.refuse(self.name, [])
-        artifact.check_model(model)
+        alpha = self.checked(artifact, model, alpha, options)
         if alpha == 0.0:
             return model.engine.add({})
         concept = artifact.decorations

@@ -233,24 +233,16 @@ class TokenEmbedding(Method):
         if not readings:
             raise ConceptError("token-embedding needs at least one prompt pair")
         directions = fit_directions(model, readings, sites, request.generation(model), request.batch_pairs)
-        artifact = MethodArtifact(
-            self.name,
-            model.family,
-            model.width,
+        return self.new_artifact(
+            model,
+            request,
             [s.alias for s in sites],
-            concept,
             tensors={f"direction/{alias}": vector for alias, vector in directions.items()},
-            settings={"scope": request.scope, "pairs": len(readings), "words": sorted({r.words for r in readings})},
-            prompt_set=request.prompt_set,
+            settings={"pairs": len(readings), "words": sorted({r.words for r in readings})},
         )
-        if request.out is not None:
-            artifact.save(request.out)
-        return artifact
 
     def apply(self, artifact: MethodArtifact, model: Any, alpha: float, options: ApplyOptions) -> SteeringHandle:
-        alpha = self.check_alpha(alpha)
-        options.refuse(self.name, [])
-        artifact.check_model(model)
+        alpha = self.checked(artifact, model, alpha, options)
         sites = word_sites(model, artifact.sites)
         missing = [s.alias for s in sites if f"direction/{s.alias}" not in artifact.tensors]
         if missing:
