@@ -137,7 +137,11 @@ def _cases() -> list[tuple[str, list[str], str]]:
         ),
         ("localize-empty-probe", [*loc, "--probe", " ", "--out", "{w}/t.safetensors"], "probe"),
         # steering vectors
-        ("steer-alpha-nan", [*steer, "--steer", "{f}/good.safetensors:nan", "--out", "{w}/x.wav"], "out of range"),
+        (
+            "steer-alpha-nan",
+            [*steer, "--steer", "{f}/good.safetensors:nan", "--out", "{w}/x.wav"],
+            "caa takes alpha in",
+        ),
         ("steer-alpha-word", [*steer, "--steer", "{f}/good.safetensors:lots", "--out", "{w}/x.wav"], "--steer"),
         ("steer-no-alpha", [*steer, "--steer", "{f}/good.safetensors", "--out", "{w}/x.wav"], "--steer"),
         ("steer-missing-file", [*steer, "--steer", "{f}/none.safetensors:2", "--out", "{w}/x.wav"], "no steering"),

@@ -131,7 +131,7 @@ def test_bad_inputs_give_one_clear_line(tmp_path, vector_file):
         run_cli("caa", MODEL, "--concept", "banjo", "--out", str(tmp_path / "v.safetensors")), "unknown concept 'banjo'"
     )
     assert_one_line_error(
-        run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:nan", "--out", out), "out of range"
+        run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:nan", "--out", out), "caa takes alpha in"
     )
     assert_one_line_error(
         run_cli("steer", MODEL, "--prompt", "p", "--steer", f"{vector_file}:3", "--sites", "xattn.0", "--out", out),
