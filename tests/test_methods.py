@@ -260,3 +260,33 @@ def test_fit_caa_through_the_interface_records_method_and_decorations(tmp_path):
     assert result.returncode == 0, result.stderr
     vector = load_artifact(out)
     assert vector.method == "caa" and vector.sites == ["xattn.1"] and vector.decorations == get_concept("tempo")
+
+
+def test_cli_fit_localises_to_an_impact_tables_top_layers_and_takes_a_custom_wrap(tmp_path, mini):
+    from tada.localize import ImpactTable
+
+    inputs = [f"xattn_in.{i}" for i in range(8)]
+    patched = torch.tensor([[0.1, 0.0, 0.9, 0.2, 0.0, 0.0, 0.7, 0.0]], dtype=torch.float64)
+    table = ImpactTable(inputs, torch.ones(1), torch.zeros(1), patched, mini.family, mini.width, "a piano song")
+    impact = table.save(tmp_path / "impact.safetensors")
+    out = tmp_path / "local.safetensors"
+    result = run_cli(
+        "fit", "tada-mini", "--method", "text-embedding", "--concept", "piano",
+        "--impact", str(impact), "--top", "2", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_artifact(out).sites == ["xattn_in.2", "xattn_in.6"]
+    harp = tmp_path / "harp.safetensors"
+    wrap = ["--positive", "{p}, with harp", "--negative", "{p}, with flute", "--n-pairs", "2", "--seconds", "1"]
+    result = run_cli(
+        "fit", "tada-mini", "--method", "token-embedding", *wrap,
+        "--neutral", "{p}, with instrument", "--generic-word", "instrument", "--out", str(harp),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_artifact(harp).decorations.generic_word == "instrument"
+    for extra, message in (
+        (["--neutral", "{p}, with instrument", "--generic-word", "drum"], "is not a word of --neutral"),
+        (["--neutral", "with instrument"], "--neutral must contain {p}"),
+    ):
+        result = run_cli("fit", "tada-mini", "--method", "token-embedding", *wrap, *extra, "--out", str(harp))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
