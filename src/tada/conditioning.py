@@ -18,14 +18,14 @@ on a few layers is the localised variant. So one mechanism serves both:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .context import StepContext
-from .engine import Site
+from .engine import Site, first_output
 from .errors import TadaError
 from .interventions import Intervention, _check_rows
 from .schedules import ALWAYS, Schedule
@@ -175,6 +175,46 @@ def swap_rows(
     out_mask = mask.clone()
     out_mask[rows] = new_mask.to(device=mask.device, dtype=mask.dtype)
     return out, out_mask
+
+
+def _feed_all_rows(site: Site, new: Conditioning) -> Callable[..., tuple[tuple, dict]]:
+    """A raw forward pre-hook giving every row of a cross-attention layer the text input ``new``."""
+
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        states = kwargs.get(site.tensor)
+        if not isinstance(states, torch.Tensor):
+            raise TadaError(f"site {site.alias}: {site.path} was not called with keyword input {site.tensor!r}")
+        if states.shape[0] != new.states.shape[0]:
+            raise TadaError(
+                f"site {site.alias}: conditioning prepared for {new.states.shape[0]} rows, "
+                f"the call has {states.shape[0]}"
+            )
+        mask = kwargs.get(MASK) if MASK in site.companions else None
+        states, mask = swap_rows(states, mask, slice(0, states.shape[0]), new)
+        kwargs = {**kwargs, site.tensor: states}
+        if mask is not None:
+            kwargs[MASK] = mask
+        return args, kwargs
+
+    return hook
+
+
+def predict_with(model: Any, conditioning: Mapping[str, Conditioning], args: tuple, kwargs: dict) -> torch.Tensor:
+    """The denoiser's prediction for one call of ``(args, kwargs)`` in which each named cross-attention
+    layer (``xattn_in`` alias) reads ``conditioning[alias]`` as its text, every row, and nothing else
+    installed runs: the extra passes of score-space steering and the targets of Concept Sliders."""
+    hooks = [
+        model.engine.module(model.site(alias)).register_forward_pre_hook(
+            _feed_all_rows(model.site(alias), new), with_kwargs=True
+        )
+        for alias, new in conditioning.items()
+    ]
+    try:
+        with model.engine.bypassed():
+            return first_output(model.denoiser(*args, **kwargs))
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 class ConditioningBank:

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .. import validate
-from ..conditioning import MASK, Conditioning, capture_conditioning
+from ..conditioning import Conditioning, capture_conditioning, predict_with
 from ..context import StepContext
 from ..engine import Site, SteeringHandle
 from ..errors import ArtifactError, TadaError
@@ -288,45 +288,12 @@ def sample_point(model: Any, prompt: str, step: int, seed: int, generation: dict
     return recorder.call
 
 
-def _prediction(output: Any) -> torch.Tensor:
-    """The noise or velocity prediction in a denoiser's output (a tensor, a tuple or a diffusers output)."""
-    if hasattr(output, "to_tuple"):
-        output = output.to_tuple()
-    if isinstance(output, (tuple, list)) and output:
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise TadaError(f"cannot read a prediction from the denoiser's {type(output).__name__} output")
-    return output
-
-
-def _feed(site: Site, conditioning: Conditioning) -> Callable[..., tuple[tuple, dict]]:
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if site.tensor not in kwargs:
-            raise TadaError(f"site {site.alias}: {site.path} was not called with keyword input {site.tensor!r}")
-        like = kwargs[site.tensor]
-        new = {site.tensor: conditioning.states.to(device=like.device, dtype=like.dtype)}
-        if MASK in site.companions and (conditioning.mask is not None or MASK in kwargs):
-            new[MASK] = conditioning.mask
-        return args, {**kwargs, **new}
-
-    return hook
-
-
 def predict(model: Any, call: RecordedCall, conditioning: Mapping[str, Conditioning]) -> torch.Tensor:
     """The denoiser's prediction at ``call``, one row per conditioning row, every cross-attention
     layer reading ``conditioning[its xattn_in alias]`` as its text."""
     rows = next(iter(conditioning.values())).states.shape[0]
     args, kwargs = call.batch(rows)
-    hooks = []
-    try:
-        for alias, cond in conditioning.items():
-            site = model.site(alias)
-            hooks.append(model.engine.module(site).register_forward_pre_hook(_feed(site, cond), with_kwargs=True))
-        with model.engine.bypassed():
-            return _prediction(model.denoiser(*args, **kwargs))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    return predict_with(model, conditioning, args, kwargs)
 
 
 def slider_loss(

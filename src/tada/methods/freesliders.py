@@ -25,15 +25,14 @@ the parallel component is removed along moves from ``c`` to ``c + d``; the resul
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..concepts import Concept
-from ..conditioning import MASK, Conditioning, ConditioningBank, capture_conditioning, swap_rows
+from ..conditioning import ConditioningBank, capture_conditioning, predict_with
 from ..context import StepContext
-from ..engine import Site, SteeringHandle, first_output
+from ..engine import Site, SteeringHandle
 from ..errors import ArtifactError, TadaError
 from ..interventions import Intervention
 from ..schedules import Window
@@ -72,28 +71,6 @@ def _conditional_rows_twice(value: Any, ctx: StepContext) -> Any:
         rows = value[ctx.cond]
         return torch.cat([rows, rows])
     return value
-
-
-def _swap_all_rows(site: Site, new: Conditioning) -> Callable[..., tuple[tuple, dict]]:
-    """A raw forward pre-hook giving every row of a cross-attention layer the text input ``new``."""
-
-    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        states = kwargs.get(site.tensor)
-        if not isinstance(states, torch.Tensor):
-            raise TadaError(f"site {site.alias}: {site.path} was not called with keyword input {site.tensor!r}")
-        if states.shape[0] != new.states.shape[0]:
-            raise TadaError(
-                f"site {site.alias}: conditioning prepared for {new.states.shape[0]} rows, "
-                f"the extra pass has {states.shape[0]}"
-            )
-        mask = kwargs.get(MASK) if MASK in site.companions else None
-        states, mask = swap_rows(states, mask, slice(0, states.shape[0]), new)
-        kwargs = {**kwargs, site.tensor: states}
-        if mask is not None:
-            kwargs[MASK] = mask
-        return args, kwargs
-
-    return hook
 
 
 class ScoreSlider(Intervention):
@@ -137,17 +114,8 @@ class ScoreSlider(Intervention):
         args, kwargs = ctx.call
         args = tuple(_conditional_rows_twice(a, ctx) for a in args)
         kwargs = {key: _conditional_rows_twice(value, ctx) for key, value in kwargs.items()}
-        engine = self.model.engine
-        hooks = [
-            engine.module(site).register_forward_pre_hook(_swap_all_rows(site, self.bank[site.alias]), with_kwargs=True)
-            for site in self.sites
-        ]
-        try:
-            with engine.bypassed():
-                prediction = first_output(engine.denoiser(*args, **kwargs))
-        finally:
-            for hook in hooks:
-                hook.remove()
+        conditioning = {site.alias: self.bank[site.alias] for site in self.sites}
+        prediction = predict_with(self.model, conditioning, args, kwargs)
         n = ctx.cond.stop - ctx.cond.start
         return prediction[:n], prediction[n:]
 
