@@ -11,6 +11,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -50,6 +51,26 @@ MINI_FAST = {"seconds": 2.0, "steps": 6}
 
 def fast_settings(family: str) -> dict:
     return MINI_FAST if family == "tada-mini" else FAST
+
+
+def assert_unchosen_inputs_as_neutral(model, artifact, alpha: float, unchosen, prompts, settings) -> None:
+    """Steering with ``artifact`` at ``alpha`` changes the audio but leaves what every ``unchosen``
+    cross-attention layer reads (its ``xattn_in`` input) bitwise as in the neutral (alpha 0) run, every step."""
+    from tada.interventions import Capture
+
+    def inputs(strength: float):
+        captures = {site.alias: Capture(rows="both", reduce="full") for site in unchosen}
+        with artifact.apply(model, strength), model.engine.add({site: captures[site.alias] for site in unchosen}):
+            audio = model.generate(prompts, **settings).samples
+        return captures, audio
+
+    neutral, plain = inputs(0.0)
+    steered, audio = inputs(alpha)
+    assert not np.array_equal(audio, plain)
+    for alias, capture in neutral.items():
+        assert sorted(capture.records) == sorted(steered[alias].records) == list(range(settings["steps"]))
+        for step, record in capture.records.items():
+            assert torch.equal(record, steered[alias].records[step]), (alias, step)
 
 
 def site_width(model, alias: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_unchosen_inputs_as_neutral
 
 from tada.artifacts import SteeringVector
 from tada.concepts import concept_pairs, get_concept
@@ -136,20 +137,7 @@ def test_localised_leaves_every_unchosen_layer_input_as_in_the_neutral_run(case,
     layers = xattn_layers(model)
     vector = fit(model, settings, layers[:2])
     unchosen = model.layer_sites(layers[2:], "xattn_in")
-
-    def inputs(alpha: float) -> tuple[dict[str, Capture], np.ndarray]:
-        captures = {site.alias: Capture(rows="both", reduce="full") for site in unchosen}
-        with model.engine.add({site: captures[site.alias] for site in unchosen}), vector.apply(model, alpha):
-            audio = model.generate(PROMPTS, **settings).samples
-        return captures, audio
-
-    neutral, plain = inputs(0.0)
-    steered, audio = inputs(30.0)
-    assert not np.array_equal(audio, plain)
-    for alias, capture in neutral.items():
-        assert sorted(capture.records) == sorted(steered[alias].records) == list(range(settings["steps"]))
-        for step, record in capture.records.items():
-            assert torch.equal(record, steered[alias].records[step]), (alias, step)
+    assert_unchosen_inputs_as_neutral(model, vector, 30.0, unchosen, PROMPTS, settings)
 
 
 def test_defaults_mismatch_bad_alpha_and_bad_options(mini, tiny_models):

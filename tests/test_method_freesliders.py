@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_unchosen_inputs_as_neutral
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from torch import nn
 
@@ -14,7 +15,7 @@ from tada.concepts import Concept, get_concept
 from tada.context import GuidanceLayout
 from tada.engine import HookEngine, Site, first_output
 from tada.errors import TadaError
-from tada.interventions import Capture, Intervention
+from tada.interventions import Intervention
 from tada.methods import FitRequest, check_stack, get_method, load_artifact
 from tada.methods.freesliders import DEFAULT_FROM_STEP
 
@@ -88,20 +89,7 @@ def test_localised_leaves_every_unchosen_layer_input_as_in_the_neutral_run(case,
     layers = xattn_layers(model)
     artifact = fit(model, layers[:2], from_step=0.0)
     unchosen = model.layer_sites(layers[2:], "xattn_in")
-
-    def inputs(alpha: float) -> tuple[dict[str, Capture], np.ndarray]:
-        captures = {site.alias: Capture(rows="both", reduce="full") for site in unchosen}
-        with model.engine.add({site: captures[site.alias] for site in unchosen}), artifact.apply(model, alpha):
-            audio = model.generate(PROMPTS, **settings).samples
-        return captures, audio
-
-    neutral, plain = inputs(0.0)
-    steered, audio = inputs(3.0)
-    assert not np.array_equal(audio, plain)
-    for alias, capture in neutral.items():
-        assert sorted(capture.records) == sorted(steered[alias].records) == list(range(settings["steps"]))
-        for step, record in capture.records.items():
-            assert torch.equal(record, steered[alias].records[step]), (alias, step)
+    assert_unchosen_inputs_as_neutral(model, artifact, 3.0, unchosen, PROMPTS, settings)
 
 
 @pytest.mark.parametrize("case", CASES)

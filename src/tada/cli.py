@@ -43,6 +43,8 @@ STEPS_OPT = typer.Option(None, help="Denoising steps (model default if omitted).
 GUIDANCE_OPT = typer.Option(None, help="Classifier-free guidance scale (model default if omitted).")
 N_PAIRS_OPT = typer.Option(None, help="Use only the first N pairs.")
 WORK_DIR_OPT = typer.Option(None, help="Where partial results go (default: OUT.parts); resumes.")
+PAIR_SEED_OPT = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts.")
+BATCH_PAIRS_OPT = typer.Option(4, help="Pairs generated together in one batch.")
 
 
 def _training_budget(threads: int | None, time_limit: float | None) -> float | None:
@@ -180,8 +182,8 @@ def caa(
     seconds: float | None = SECONDS_OPT,
     steps: int | None = STEPS_OPT,
     guidance: float | None = GUIDANCE_OPT,
-    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
-    batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
+    seed: int = PAIR_SEED_OPT,
+    batch_pairs: int = BATCH_PAIRS_OPT,
     work_dir: Path | None = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors steering vector."),
     dtype: str = DTYPE_OPT,
@@ -400,8 +402,8 @@ def fit(
     seconds: float | None = SECONDS_OPT,
     steps: int | None = STEPS_OPT,
     guidance: float | None = GUIDANCE_OPT,
-    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for both prompts."),
-    batch_pairs: int = typer.Option(4, help="Pairs generated together in one batch."),
+    seed: int = PAIR_SEED_OPT,
+    batch_pairs: int = BATCH_PAIRS_OPT,
     work_dir: Path | None = WORK_DIR_OPT,
     out: Path = typer.Option(..., help="Output .safetensors artifact."),
     dtype: str = DTYPE_OPT,
