@@ -77,8 +77,8 @@ def write_json(path: Path, data: dict) -> None:
 class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.model = load_model(args.model)
-        self.scorer = Scorer.load()
+        self.model = None if args.report_only else load_model(args.model)
+        self.scorer = None if args.report_only else Scorer.load()
         self.bases = list(BASE_PROMPTS[-args.prompts :])
         self.fit_bases = len(BASE_PROMPTS) - args.prompts
         if args.fit_pairs > self.fit_bases:
@@ -165,6 +165,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         plain_path = folder / "plain.json"
         plain = read_json(plain_path, self.settings())
+        if self.args.report_only and (plain is None or not (folder / "impact.safetensors").is_file()):
+            return None
         if plain is None:
             plain = {"settings": self.settings(), "scores": self.probe_scores(concept)}
             write_json(plain_path, plain)
@@ -180,6 +182,8 @@ class Run:
                 if method == "concept-slider":
                     settings["train_steps"] = self.args.slider_steps or "default"
                 data = read_json(path, settings)
+                if data is None and self.args.report_only:
+                    continue
                 if data is None:
                     artifact, scope, fit_seconds = self.artifact(method, name, sites)
                     start = time.perf_counter()
@@ -209,7 +213,7 @@ class Run:
 
 def report(results: dict, args: argparse.Namespace) -> str:
     concepts = list(results)
-    variants = list(next(iter(results.values()))["methods"]) if results else []
+    variants = list(dict.fromkeys(v for r in results.values() for v in r["methods"]))
     lines = [
         f"Mean probe(+alpha_max) - probe(-alpha_max), {args.prompts} held-out prompts x {args.seeds} seeds, "
         "[95% t-interval]; * = interval above 0.",
@@ -218,7 +222,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
         "|---|---|" + "---|" * len(concepts) + "---|",
     ]
     for variant in variants:
-        cells, moved = [], 0
+        cells, moved, measured = [], 0, 0
         for c in concepts:
             row = results[c]["methods"].get(variant)
             if row is None:
@@ -226,10 +230,10 @@ def report(results: dict, args: argparse.Namespace) -> str:
                 continue
             low, high = row["ci"]
             star = "*" if low > 0 else ""
-            moved += row["mean"] > 0
+            moved, measured = moved + (row["mean"] > 0), measured + 1
             cells.append(f"{row['mean']:+.3f}{star} [{low:+.3f}, {high:+.3f}]")
         alpha = next(results[c]["methods"][variant]["alpha_max"] for c in concepts if variant in results[c]["methods"])
-        lines.append(f"| {variant} | {alpha:g} | " + " | ".join(cells) + f" | {moved}/{len(concepts)} |")
+        lines.append(f"| {variant} | {alpha:g} | " + " | ".join(cells) + f" | {moved}/{measured} |")
     lines += [
         "",
         "Localised to (top layers of each concept's impact table): "
@@ -255,6 +259,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--alpha", action="append", default=[], help="METHOD=ALPHA_MAX, overrides the default")
+    parser.add_argument("--report-only", action="store_true", help="tabulate the scores already measured; run nothing")
     args = parser.parse_args()
     args.alpha = {k: float(v) for k, v in (item.split("=", 1) for item in args.alpha)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +268,10 @@ def main() -> None:
     results = {}
     with tqdm(total=len(methods) * 2 * len(concepts), desc="methods x concepts", unit="variant") as bar:
         for name in concepts:
-            results[name] = run.concept(name, methods, bar)
+            result = run.concept(name, methods, bar)
+            if result is None:
+                continue
+            results[name] = result
             settings = vars(args) | {"out": str(args.out), "work": str(args.work)}
             write_json(args.out / "report.json", {"settings": settings, "results": results})
             (args.out / "report.md").write_text(report(results, args))
