@@ -290,3 +290,17 @@ def test_cli_fit_localises_to_an_impact_tables_top_layers_and_takes_a_custom_wra
     ):
         result = run_cli("fit", "tada-mini", "--method", "token-embedding", *wrap, *extra, "--out", str(harp))
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_an_artifact_of_an_unknown_method_or_format_is_refused_in_one_line(tmp_path):
+    from tada.files import write_safetensors
+    from tada.methods import MethodArtifact
+
+    path = MethodArtifact("bogus", "tada-mini", 256, ["xattn_in.0"], PIANO).save(tmp_path / "bogus.safetensors")
+    with pytest.raises(ArtifactError, match="made by method 'bogus', which this tada does not know"):
+        load_artifact(path)
+    other = write_safetensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, {"format": "someone/else"})
+    with pytest.raises(ArtifactError, match="is not a tada steering artifact"):
+        load_artifact(other)
+    result = run_cli("steer", "tada-mini", "--prompt", "p", "--steer", f"{path}:1", "--out", str(tmp_path / "a.wav"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "bogus" in result.stderr
