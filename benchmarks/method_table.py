@@ -265,17 +265,27 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     methods, concepts = args.methods.split(","), args.concepts.split(",")
     run = Run(args)
-    results = {}
     with tqdm(total=len(methods) * 2 * len(concepts), desc="methods x concepts", unit="variant") as bar:
         for name in concepts:
-            result = run.concept(name, methods, bar)
-            if result is None:
-                continue
-            results[name] = result
-            settings = vars(args) | {"out": str(args.out), "work": str(args.work)}
-            write_json(args.out / "report.json", {"settings": settings, "results": results})
-            (args.out / "report.md").write_text(report(results, args))
-    print(report(results, args))
+            run.concept(name, methods, bar)
+            write_reports(args, methods)
+    print(write_reports(args, methods))
+
+
+def write_reports(args: argparse.Namespace, methods: list[str]) -> str:
+    """Tabulate every concept's scores found in --out (also those another run of this script measured)."""
+    tabulate = argparse.Namespace(**{**vars(args), "report_only": True})
+    run, results = Run(tabulate), {}
+    with tqdm(disable=True) as quiet:
+        for name in CONCEPTS:
+            result = run.concept(name, methods, quiet)
+            if result is not None:
+                results[name] = result
+    settings = vars(args) | {"out": str(args.out), "work": str(args.work)}
+    write_json(args.out / "report.json", {"settings": settings, "results": results})
+    text = report(results, args)
+    (args.out / "report.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
