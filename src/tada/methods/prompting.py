@@ -23,6 +23,13 @@ def fit_conditioning_method(method: Method, model: Any, request: FitRequest) -> 
     return method.new_artifact(model, request, [s.alias for s in model.layer_sites(request.sites, "xattn_in")])
 
 
+def swap_plan(model: Any, artifact: MethodArtifact, build: Any, schedule: Any = ALWAYS) -> SteeringHandle:
+    """Give each of the artifact's layers the text ``build(model, prompts, settings)`` makes for the prompts
+    being generated (conditional rows, where ``schedule`` is on)."""
+    bank = ConditioningBank(build)
+    return model.engine.add({model.site(a): SwapConditioning(bank, "cond", schedule) for a in artifact.sites})
+
+
 def input_claims(artifact: MethodArtifact, how: str) -> dict[str, str]:
     return {f"the text input of {alias}": how for alias in artifact.sites}
 
@@ -51,9 +58,7 @@ class PromptSwitch(Method):
         def build(model: Any, prompts: list[str], settings: dict[str, Any]) -> dict[str, Conditioning]:
             return capture_conditioning(model, [decorate(p) for p in prompts], sites, **settings)
 
-        bank = ConditioningBank(build)
-        schedule = LastSteps(abs(alpha))
-        return model.engine.add({site: SwapConditioning(bank, "cond", schedule) for site in sites})
+        return swap_plan(model, artifact, build, LastSteps(abs(alpha)))
 
     def claims(self, artifact: MethodArtifact, model: Any) -> dict[str, str]:
         return input_claims(artifact, "replace")
@@ -93,8 +98,7 @@ class TextEmbedding(Method):
                 out[alias] = Conditioning(states, union_mask([prompt.mask, pos.mask, neg.mask]))
             return out
 
-        bank = ConditioningBank(build)
-        return model.engine.add({site: SwapConditioning(bank, "cond", ALWAYS) for site in sites})
+        return swap_plan(model, artifact, build)
 
     def claims(self, artifact: MethodArtifact, model: Any) -> dict[str, str]:
         return input_claims(artifact, "replace")
