@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from . import validate
 from .adapters.base import Adapter
@@ -22,15 +21,17 @@ from .concepts import Concept
 from .engine import Site
 from .errors import TadaError
 from .interventions import Capture
+from .pair_batches import sum_over_pair_batches
 from .runs import UnitStore, run_resumable
 
 
-def _chunk_sums(captures: dict[Site, Capture], n_pos: int) -> dict[str, torch.Tensor]:
-    """Per site: the (steps, dim) sums of positive rows and of negative rows."""
+def _chunk_sums(captures: dict[Site, Capture]) -> dict[str, torch.Tensor]:
+    """Per site: the (steps, dim) sums of positive rows (the first half) and of negative rows."""
     out: dict[str, torch.Tensor] = {}
     for site, cap in captures.items():
         steps = sorted(cap.records)
         stacked = torch.stack([cap.records[s].double().cpu() for s in steps])  # (steps, rows, dim)
+        n_pos = stacked.shape[1] // 2
         out[f"pos/{site.alias}"] = stacked[:, :n_pos].sum(dim=1)
         out[f"neg/{site.alias}"] = stacked[:, n_pos:].sum(dim=1)
     first = next(iter(captures.values()))
@@ -82,9 +83,7 @@ def compute_caa(
     return run_resumable(
         work_dir,
         config,
-        lambda store: _caa_vector(
-            model, pairs, chosen, settings, batch_pairs, store, concept, prompt_set, progress, decorations
-        ),
+        lambda store: _caa_vector(model, pairs, chosen, settings, store, concept, prompt_set, progress, decorations),
         out,
     )
 
@@ -94,7 +93,6 @@ def _caa_vector(
     pairs: Sequence[tuple[str, str]],
     chosen: list[Site],
     settings: dict[str, Any],
-    batch_pairs: int,
     store: UnitStore | None,
     concept: str,
     prompt_set: dict[str, Any] | None,
@@ -102,31 +100,16 @@ def _caa_vector(
     decorations: Concept | None = None,
 ) -> SteeringVector:
     """Generate the pairs batch by batch (or read the batches already in ``store``) and average."""
-    seconds, steps, guidance, seed = (settings[k] for k in ("seconds", "steps", "guidance", "seed"))
-    totals: dict[str, torch.Tensor] = {}
-    timesteps: torch.Tensor | None = None
-    chunks = [list(range(i, min(i + batch_pairs, len(pairs)))) for i in range(0, len(pairs), batch_pairs)]
-    for index, chunk in enumerate(tqdm(chunks, desc=f"CAA {concept}", unit="batch", disable=not progress)):
-        key = f"chunk-{index:05d}"
-        if store is not None and store.done(key):
-            sums = store.load(key)
-        else:
-            captures = {site: Capture(rows="cond", reduce="mean") for site in chosen}
-            prompts = [pairs[i][0] for i in chunk] + [pairs[i][1] for i in chunk]
-            seeds = [seed + i for i in chunk] * 2
-            with model.engine.add(captures):
-                model.generate(prompts, seconds=seconds, steps=steps, guidance=guidance, seed=seeds)
-            sums = _chunk_sums(captures, len(chunk))
-            if store is not None:
-                store.save(key, sums)
-        if timesteps is None:
-            timesteps = sums["timesteps"]
-        elif not torch.equal(timesteps, sums["timesteps"]):
-            raise TadaError("batches saw different timesteps; the sampler settings changed mid-run")
-        for name, value in sums.items():
-            if name != "timesteps":
-                totals[name] = totals[name] + value if name in totals else value.clone()
-
+    totals, timesteps = sum_over_pair_batches(
+        model,
+        pairs,
+        settings,
+        store,
+        lambda n: {site: Capture(rows="cond", reduce="mean") for site in chosen},
+        _chunk_sums,
+        desc=f"CAA {concept}",
+        progress=progress,
+    )
     vectors: dict[str, torch.Tensor] = {}
     for site in chosen:
         pos = totals[f"pos/{site.alias}"] / len(pairs)
@@ -135,7 +118,6 @@ def _caa_vector(
         if (norms <= 1e-6 * pos.norm(dim=-1, keepdim=True)).any():  # equal up to rounding
             raise TadaError(f"positive and negative prompts give identical activations at {site.alias}")
         vectors[site.alias] = (diff / norms).float()
-    assert timesteps is not None
     return SteeringVector(
         vectors,
         timesteps,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import validate
 from ..artifacts import SteeringVector
@@ -35,6 +34,7 @@ from ..context import StepContext
 from ..engine import Site
 from ..errors import TadaError
 from ..interventions import Intervention
+from ..pair_batches import sum_over_pair_batches
 from ..runs import UnitStore, run_resumable
 from .base import FitRequest
 from .caa import CAA
@@ -176,7 +176,16 @@ def compute_austeer(
     }
 
     def compute(store: UnitStore | None) -> SteeringVector:
-        totals, timesteps = _collect_stats(model, pairs, sites, settings, store, concept.name, progress)
+        totals, timesteps = sum_over_pair_batches(
+            model,
+            pairs,
+            settings,
+            store,
+            lambda n: {site: DifferenceStats(n) for site in sites},
+            _chunk_stats,
+            desc=f"AUSteer {concept.name}",
+            progress=progress,
+        )
         scores = {s.alias: channel_scores({stat: totals[f"{stat}/{s.alias}"] for stat in STATISTICS}) for s in sites}
         kept = min(k, sum(beta.shape[1] for beta, _ in scores.values()))
         return SteeringVector(
@@ -194,47 +203,6 @@ def compute_austeer(
         )
 
     return run_resumable(work_dir, config, compute, out)
-
-
-def _collect_stats(
-    model: Any,
-    pairs: Sequence[tuple[str, str]],
-    sites: list[Site],
-    settings: dict[str, Any],
-    store: UnitStore | None,
-    concept: str,
-    progress: bool,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Generate the pairs batch by batch (or read the batches already in ``store``) and add up their statistics."""
-    seconds, steps, guidance, seed, batch_pairs = (
-        settings[k] for k in ("seconds", "steps", "guidance", "seed", "batch_pairs")
-    )
-    totals: dict[str, torch.Tensor] = {}
-    timesteps: torch.Tensor | None = None
-    chunks = [list(range(i, min(i + batch_pairs, len(pairs)))) for i in range(0, len(pairs), batch_pairs)]
-    for index, chunk in enumerate(tqdm(chunks, desc=f"AUSteer {concept}", unit="batch", disable=not progress)):
-        key = f"chunk-{index:05d}"
-        if store is not None and store.done(key):
-            stats = store.load(key)
-        else:
-            collectors = {site: DifferenceStats(len(chunk)) for site in sites}
-            prompts = [pairs[i][0] for i in chunk] + [pairs[i][1] for i in chunk]
-            with model.engine.add(collectors):
-                model.generate(
-                    prompts, seconds=seconds, steps=steps, guidance=guidance, seed=[seed + i for i in chunk] * 2
-                )
-            stats = _chunk_stats(collectors)
-            if store is not None:
-                store.save(key, stats)
-        if timesteps is None:
-            timesteps = stats["timesteps"]
-        elif not torch.equal(timesteps, stats["timesteps"]):
-            raise TadaError("batches saw different timesteps; the sampler settings changed mid-run")
-        for name, value in stats.items():
-            if name != "timesteps":
-                totals[name] = totals[name] + value if name in totals else value.clone()
-    assert timesteps is not None
-    return totals, timesteps
 
 
 class AUSteer(CAA):
