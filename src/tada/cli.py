@@ -16,6 +16,7 @@ import typer
 from . import validate
 from .data.cli import data_app
 from .errors import TadaError
+from .sae.cli import sae_app
 
 SITE_KINDS = ("xattn", "xattn_in", "attn")
 WAV = (".wav",)
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="Steer text-to-music diffusion models from the inside.",
 )
 app.add_typer(data_app, name="data")
+app.add_typer(sae_app, name="sae")
 
 MODEL_ARG = typer.Argument(
     ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."
@@ -393,7 +395,12 @@ def fit(
         None, "--sites", help="Localise to these layers, e.g. xattn.2,xattn.3 (default: every layer)."
     ),
     impact: Path | None = typer.Option(None, help="Localise to the top layers of this `tada localize` table."),
-    top: int | None = typer.Option(None, help="How many of the impact table's top layers (default 2)."),
+    top: int | None = typer.Option(
+        None, help="How many of the impact table's top layers (default 2); with --method sae: features per step (20)."
+    ),
+    sae: Path | None = typer.Option(None, help="SAE directory from `tada sae train` (--method sae)."),
+    score: str | None = typer.Option(None, help="Feature score for --method sae: tfidf (default), diff or cohen."),
+    features: str | None = typer.Option(None, help="--method sae: steer with these features, e.g. 12,873."),
     train_steps: int | None = typer.Option(None, help="Training iterations (concept-slider)."),
     from_step: float | None = typer.Option(
         None, help="Trajectory fraction from which freesliders steers (default 5/30, the reference's)."
@@ -416,7 +423,16 @@ def fit(
     decorations, prompt_pairs, prompt_set = _fit_concept(
         concept, pairs, positive, negative, n_pairs, neutral, generic_word
     )
-    site_list = _fit_sites(sites_, impact, top)
+    sae_options = {"sae": sae, "top": top, "score": score, "features": features}
+    if method == "sae":
+        if impact is not None:
+            raise TadaError("--method sae steers at its SAEs' sites; choose among them with --sites, not --impact")
+        site_list = None if sites_ is None else [a.strip() for a in sites_.split(",") if a.strip()]
+    else:
+        given_sae = [f"--{name}" for name, value in sae_options.items() if value is not None and name != "top"]
+        if given_sae:
+            raise TadaError(f"{', '.join(given_sae)} belong to --method sae")
+        site_list = _fit_sites(sites_, impact, top)
     validate.count("--train-steps", train_steps, "training iterations", high=10**7)
     job = _job_arguments(
         len(prompt_pairs),
@@ -432,6 +448,8 @@ def fit(
         concept=decorations.name,
     )
     given = {"train_steps": train_steps, "from_step": from_step, "k": top_k}
+    if method == "sae":
+        given |= sae_options
     options = {key: value for key, value in given.items() if value is not None}
     adapter = _load(model, dtype, device, progress=False)
     request = FitRequest(
@@ -450,6 +468,8 @@ def fit(
     )
     artifact = chosen.fit(adapter, request)
     scope = "global" if site_list is None else "localised to " + ",".join(site_list)
+    if method == "sae":
+        scope = "at its SAEs' sites " + ",".join(artifact.sites)
     typer.echo(f"wrote {out}: {method} for {decorations.name}, {scope} ({len(artifact.sites)} sites)")
 
 

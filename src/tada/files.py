@@ -93,3 +93,8 @@ def _wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") ->
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:
     """Write ``samples`` as a WAV file atomically; identical samples give identical bytes."""
     return _write_atomic(path, _wav_bytes(samples, sample_rate, subtype))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically (configs, reports, caption lists)."""
+    return _write_atomic(path, text.encode("utf-8"))

@@ -37,3 +37,21 @@ def make(
         f"{out}: {report.clips} clips ({report.rendered} rendered now: {report.audio_seconds:.0f} s of audio "
         f"in {report.wall_seconds:.1f} s, {report.realtime_factor:.1f}x real time)"
     )
+
+
+@data_app.command("captions")
+def captions(
+    n: int = typer.Option(..., help="Number of captions."),
+    seed: int = typer.Option(0, help="Seed of the first caption; caption i describes the clip of seed SEED + i."),
+    out: Path = typer.Option(..., help="Text file, one caption per line."),
+) -> None:
+    """Write N captions of procedural clips (no audio rendered): prompts for `tada sae cache`."""
+    from .. import validate
+    from ..files import write_text
+    from .attributes import sample_spec
+    from .captions import caption
+
+    validate.count("--n", n, "how many captions", high=10_000_000)
+    lines = [caption(sample_spec(seed + i)) for i in range(n)]
+    write_text(out, "\n".join(lines) + "\n")
+    typer.echo(f"{out}: {n} captions (seeds {seed} to {seed + n - 1})")

@@ -25,6 +25,7 @@ _REGISTRY: dict[str, str] = {
     "concept-slider": "tada.methods.concept_slider:ConceptSlider",
     "austeer": "tada.methods.austeer:AUSteer",
     "caa": "tada.methods.caa:CAA",
+    "sae": "tada.methods.sae:SAESteering",
 }
 _LOADED: dict[str, Method] = {}
 
