@@ -98,3 +98,8 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: 
 def write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically (configs, reports, caption lists)."""
     return _write_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically (figures rendered in memory)."""
+    return _write_atomic(path, data)

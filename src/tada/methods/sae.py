@@ -103,6 +103,30 @@ def _summarise(collectors: dict[Site, FeatureStats]) -> dict[str, torch.Tensor]:
     return out
 
 
+def feature_totals(
+    model: Any,
+    pairs: Sequence[tuple[str, str]],
+    chosen: dict[str, tuple[Site, TopKSAE]],
+    settings: dict[str, Any],
+    store: UnitStore | None = None,
+    *,
+    desc: str = "SAE features",
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Generate the pairs and sum, per SAE site and step, the :class:`FeatureStats` of every feature:
+    the totals :func:`feature_scores` reads (``settings`` as for :func:`~tada.pair_batches.sum_over_pair_batches`)."""
+    return sum_over_pair_batches(
+        model,
+        pairs,
+        settings,
+        store,
+        lambda n: {site: FeatureStats(sae, n) for site, sae in chosen.values()},
+        _summarise,
+        desc=desc,
+        progress=progress,
+    )
+
+
 def feature_scores(totals: dict[str, torch.Tensor], alias: str, rule: str) -> torch.Tensor:
     """``(steps, latents)`` scores of one site's features under ``rule``."""
     mean = {side: totals[f"{side}_sum/{alias}"] / totals[f"{side}_count/{alias}"] for side in ("pos", "neg")}
@@ -192,16 +216,8 @@ def compute_sae_vector(
     }
 
     def compute(store: UnitStore | None) -> SteeringVector:
-        totals, timesteps = sum_over_pair_batches(
-            model,
-            pairs,
-            settings,
-            store,
-            lambda n: {site: FeatureStats(sae, n) for site, sae in chosen.values()},
-            _summarise,
-            desc=f"SAE features {request.concept.name}",
-            progress=request.progress,
-        )
+        desc = f"SAE features {request.concept.name}"
+        totals, timesteps = feature_totals(model, pairs, chosen, settings, store, desc=desc, progress=request.progress)
         vectors, features = {}, {}
         for alias, (_, sae) in chosen.items():
             picked = top_features(feature_scores(totals, alias, rule), top)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,21 +210,36 @@ class ActivationCache:
                 return alias
         raise TadaError(f"{self.directory} caches no site {name!r}; it has {', '.join(self.sites)}")
 
-    def load(self, site: str, *, columns: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """All of one site's vectors (float16, ``(n, width)``) and the requested row labels."""
+    def shards_of(
+        self, site: str, *, columns: tuple[str, ...] = (), progress: bool = False
+    ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """One site's vectors (float16, ``(n, width)``) and the requested row labels, one shard at a time:
+        a pass over a cache larger than memory holds a single shard."""
         alias = self.site_alias(site)
-        parts: list[torch.Tensor] = []
-        labels: dict[str, list[torch.Tensor]] = {c: [] for c in columns}
-        for shard in tqdm(
-            self.shards, desc=f"reading {alias}", unit="shard", leave=False, disable=len(self.shards) < 50
-        ):
+        bar = tqdm(
+            self.shards,
+            desc=f"reading {alias}",
+            unit="shard",
+            leave=False,
+            disable=not progress and len(self.shards) < 50,
+        )
+        for shard in bar:
             try:
                 with safe_open(str(shard), framework="pt", device="cpu") as f:
-                    parts.append(f.get_tensor(f"acts/{alias}"))
-                    for c in columns:
-                        labels[c].append(f.get_tensor(c))
+                    acts = f.get_tensor(f"acts/{alias}")
+                    labels = {c: f.get_tensor(c) for c in columns}
             except (SafetensorError, OSError, KeyError) as exc:
                 raise TadaError(f"cached shard {shard} is unreadable ({exc}); delete it and rerun the cache") from None
+            yield acts, labels
+
+    def load(self, site: str, *, columns: tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """All of one site's vectors (float16, ``(n, width)``) and the requested row labels."""
+        parts: list[torch.Tensor] = []
+        labels: dict[str, list[torch.Tensor]] = {c: [] for c in columns}
+        for acts, shard_labels in self.shards_of(site, columns=columns):
+            parts.append(acts)
+            for c in columns:
+                labels[c].append(shard_labels[c])
         return torch.cat(parts), {c: torch.cat(v) for c, v in labels.items()}
 
     def split(self, site: str) -> tuple[torch.Tensor, torch.Tensor]:
