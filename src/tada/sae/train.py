@@ -122,7 +122,7 @@ class Trainer:
             x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         centred = x - sae.b_dec
         with torch.no_grad():
-            pre = torch.relu(centred @ sae.encoder.weight.T + sae.encoder.bias)
+            pre = torch.nn.functional.linear(centred, sae.encoder.weight, sae.encoder.bias).relu_()
         chooser = Selection.batch_topk if settings.batch_topk else Selection.per_row_topk
         kept = chooser(pre, sae.k)
         values = kept_values(centred, sae.encoder.weight, sae.encoder.bias, pre, kept)
@@ -136,9 +136,9 @@ class Trainer:
         auxk = torch.zeros((), dtype=x.dtype, device=x.device)
         if n_dead and settings.auxk_weight > 0:
             k_aux = min(sae.d_in // 2, n_dead)
-            with torch.no_grad():
-                dead_pre = torch.where(dead[None], pre, torch.full_like(pre, -1.0))
-            aux = Selection.per_row_topk(dead_pre, k_aux)
+            dead_latents = dead.nonzero().squeeze(1)
+            aux = Selection.per_row_topk(pre.index_select(1, dead_latents), k_aux)
+            aux.latents = dead_latents[aux.latents]  # back to latent numbers
             aux_values = kept_values(centred, sae.encoder.weight, sae.encoder.bias, pre, aux)
             residual = decode_selection(aux_values, aux, sae.W_dec)
             scale = min(n_dead / (sae.d_in // 2), 1.0)
