@@ -216,7 +216,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
     variants = list(dict.fromkeys(v for r in results.values() for v in r["methods"]))
     lines = [
         f"Mean probe(+alpha_max) - probe(-alpha_max), {args.prompts} held-out prompts x {args.seeds} seeds, "
-        "[95% t-interval]; * = interval above 0.",
+        "[95% t-interval]; * = interval above 0; moved = cells with * of those measured.",
         "",
         "| method | alpha_max | " + " | ".join(concepts) + " | moved |",
         "|---|---|" + "---|" * len(concepts) + "---|",
@@ -230,7 +230,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
                 continue
             low, high = row["ci"]
             star = "*" if low > 0 else ""
-            moved, measured = moved + (row["mean"] > 0), measured + 1
+            moved, measured = moved + (low > 0), measured + 1
             cells.append(f"{row['mean']:+.3f}{star} [{low:+.3f}, {high:+.3f}]")
         alpha = next(results[c]["methods"][variant]["alpha_max"] for c in concepts if variant in results[c]["methods"])
         lines.append(f"| {variant} | {alpha:g} | " + " | ".join(cells) + f" | {moved}/{measured} |")
@@ -247,7 +247,8 @@ def main() -> None:
     parser.add_argument("--model", default="tada-mini")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods"), help="scores and report")
     parser.add_argument("--work", type=Path, default=Path("out/method-artifacts"), help="fitted artifacts")
-    parser.add_argument("--methods", default=",".join(method_names()))
+    # SAE steering needs a trained SAE as well as the concept: benchmarks/sae_steering.py measures it
+    parser.add_argument("--methods", default=",".join(m for m in method_names() if m != "sae"))
     parser.add_argument("--concepts", default=",".join(CONCEPTS))
     parser.add_argument("--prompts", type=int, default=16, help="held-out base prompts (the last N presets)")
     parser.add_argument("--seeds", type=int, default=2)
