@@ -68,3 +68,18 @@ def sum_over_pair_batches(
     if timesteps is None:
         raise TadaError("no prompt pairs to generate")
     return totals, timesteps
+
+
+def per_step_tables(collectors: dict[Site, Any], what: str) -> dict[str, torch.Tensor]:
+    """One batch's summary from collectors that keep ``records[step][name]`` and ``timesteps[step]``:
+    per site and name a ``(steps, ...)`` table (``"<name>/<alias>"``), plus the timesteps; a site that
+    missed a step is refused (``what`` says what could not be scored)."""
+    first = next(iter(collectors.values()))
+    steps = sorted(first.timesteps)
+    out = {"timesteps": torch.tensor([first.timesteps[s] for s in steps], dtype=torch.float64)}
+    for site, collector in collectors.items():
+        if sorted(collector.timesteps) != steps:
+            raise TadaError(f"site {site.alias} was not called at every step; cannot score its {what}")
+        for name in collector.records[steps[0]]:
+            out[f"{name}/{site.alias}"] = torch.stack([collector.records[s][name] for s in steps])
+    return out

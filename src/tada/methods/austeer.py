@@ -34,7 +34,7 @@ from ..context import StepContext
 from ..engine import Site
 from ..errors import TadaError
 from ..interventions import Intervention
-from ..pair_batches import sum_over_pair_batches
+from ..pair_batches import per_step_tables, sum_over_pair_batches
 from ..runs import UnitStore, run_resumable
 from .base import FitRequest
 from .caa import CAA
@@ -73,19 +73,6 @@ class DifferenceStats(Intervention):
         }
         self.timesteps[ctx.step] = ctx.timestep
         return act
-
-
-def _chunk_stats(collectors: dict[Site, DifferenceStats]) -> dict[str, torch.Tensor]:
-    """One unit's statistics: per site and statistic a ``(steps, dim)`` table, plus the timesteps."""
-    first = next(iter(collectors.values()))
-    steps = sorted(first.timesteps)
-    out = {"timesteps": torch.tensor([first.timesteps[s] for s in steps], dtype=torch.float64)}
-    for site, collector in collectors.items():
-        if sorted(collector.timesteps) != steps:
-            raise TadaError(f"site {site.alias} was not called at every step; cannot score its channels")
-        for stat in STATISTICS:
-            out[f"{stat}/{site.alias}"] = torch.stack([collector.records[s][stat] for s in steps])
-    return out
 
 
 def channel_scores(stats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +169,7 @@ def compute_austeer(
             settings,
             store,
             lambda n: {site: DifferenceStats(n) for site in sites},
-            _chunk_stats,
+            lambda collectors: per_step_tables(collectors, "channels"),
             desc=f"AUSteer {concept.name}",
             progress=progress,
         )

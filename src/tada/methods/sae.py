@@ -31,7 +31,7 @@ from ..context import StepContext
 from ..engine import Site
 from ..errors import TadaError
 from ..interventions import Intervention
-from ..pair_batches import sum_over_pair_batches
+from ..pair_batches import per_step_tables, sum_over_pair_batches
 from ..runs import UnitStore, run_resumable
 from ..sae.model import TopKSAE, load_saes
 from .base import FitRequest
@@ -91,18 +91,6 @@ class FeatureStats(Intervention):
         return act
 
 
-def _summarise(collectors: dict[Site, FeatureStats]) -> dict[str, torch.Tensor]:
-    first = next(iter(collectors.values()))
-    steps = sorted(first.timesteps)
-    out = {"timesteps": torch.tensor([first.timesteps[s] for s in steps], dtype=torch.float64)}
-    for site, collector in collectors.items():
-        if sorted(collector.timesteps) != steps:
-            raise TadaError(f"site {site.alias} was not called at every step; cannot score its features")
-        for name in collector.records[steps[0]]:
-            out[f"{name}/{site.alias}"] = torch.stack([collector.records[s][name] for s in steps])
-    return out
-
-
 def feature_totals(
     model: Any,
     pairs: Sequence[tuple[str, str]],
@@ -121,7 +109,7 @@ def feature_totals(
         settings,
         store,
         lambda n: {site: FeatureStats(sae, n) for site, sae in chosen.values()},
-        _summarise,
+        lambda collectors: per_step_tables(collectors, "features"),
         desc=desc,
         progress=progress,
     )
