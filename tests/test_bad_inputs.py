@@ -326,6 +326,12 @@ def test_help_and_models_import_neither_torch_nor_diffusers():
         "demo",
         "score",
         "data make",
+        "data captions",
+        "sae cache",
+        "sae train",
+        "sae report",
+        "fit",
+        "methods",
         "scorer train",
         "mini train",
     ]
