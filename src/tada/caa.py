@@ -68,9 +68,7 @@ def compute_caa(
     validate.integer("batch_pairs", batch_pairs, 1, 10_000, "prompt pairs generated together")
     validate.generation(seconds, steps, guidance, seed, n_seeds=len(pairs))
     chosen = model.resolve_sites(sites)
-    seconds = model.default_seconds if seconds is None else seconds
-    steps = model.default_steps if steps is None else steps
-    guidance = model.default_guidance if guidance is None else guidance
+    seconds, steps, guidance = model.sampler_settings(seconds, steps, guidance).values()
     # batch_pairs is recorded with the rest: a clip's rounding depends on its batch (docs/tada-mini.md, Limitations)
     settings = {"seconds": seconds, "steps": steps, "guidance": guidance, "seed": seed, "batch_pairs": batch_pairs}
     config = {

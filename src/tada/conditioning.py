@@ -94,9 +94,7 @@ def capture_conditioning(
         return hook
 
     handles = [model.engine.module(site).register_forward_pre_hook(recorder(site), with_kwargs=True) for site in sites]
-    seconds = model.default_seconds if seconds is None else seconds
-    steps = model.default_steps if steps is None else steps
-    guidance = model.default_guidance if guidance is None else guidance
+    seconds, steps, guidance = model.sampler_settings(seconds, steps, guidance).values()
     generators = [torch.Generator(device="cpu").manual_seed(0) for _ in prompts]
     try:
         with model.engine.bypassed(), model.engine.generation(n, prompts), model.quiet(), torch.no_grad():

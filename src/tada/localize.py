@@ -176,9 +176,7 @@ def localize(
     else:
         chosen = model.resolve_sites(sites)
     settings = {
-        "seconds": model.default_seconds if seconds is None else seconds,
-        "steps": model.default_steps if steps is None else steps,
-        "guidance": model.default_guidance if guidance is None else guidance,
+        **model.sampler_settings(seconds, steps, guidance),
         "seed": seed,
         "batch_pairs": batch_pairs,  # a clip's rounding depends on its batch: part of what made the table
     }

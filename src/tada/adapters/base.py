@@ -183,6 +183,14 @@ class Adapter(ABC):
         """Per prompt, the positions of every whole-word occurrence of ``word`` (case-insensitive)."""
         return self.span_positions(prompts, [word_spans(prompt, word) for prompt in prompts])
 
+    def sampler_settings(self, seconds: float | None, steps: int | None, guidance: float | None) -> dict[str, float]:
+        """Seconds, steps and guidance with this model's defaults in place of the ones not given."""
+        return {
+            "seconds": self.default_seconds if seconds is None else seconds,
+            "steps": self.default_steps if steps is None else steps,
+            "guidance": self.default_guidance if guidance is None else guidance,
+        }
+
     def generate(
         self,
         prompt: str | Sequence[str],

@@ -62,11 +62,7 @@ class FitRequest:
 
     def generation(self, model: Any) -> dict[str, Any]:
         """Seconds, steps and guidance with the model's defaults filled in."""
-        return {
-            "seconds": model.default_seconds if self.seconds is None else self.seconds,
-            "steps": model.default_steps if self.steps is None else self.steps,
-            "guidance": model.default_guidance if self.guidance is None else self.guidance,
-        }
+        return model.sampler_settings(self.seconds, self.steps, self.guidance)
 
 
 @dataclass

@@ -105,9 +105,7 @@ def cache_activations(
     validate.integer("batch", batch, 1, 10_000, "captions generated together")
     validate.generation(seconds, steps, guidance, seed, n_seeds=len(captions))
     chosen = model.resolve_sites(sites)
-    seconds = model.default_seconds if seconds is None else seconds
-    steps = model.default_steps if steps is None else steps
-    guidance = model.default_guidance if guidance is None else guidance
+    seconds, steps, guidance = model.sampler_settings(seconds, steps, guidance).values()
     kept = cached_steps(steps, every)
     digest = hashlib.sha256("\n".join(captions).encode()).hexdigest()
     config = {
