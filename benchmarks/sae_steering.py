@@ -50,6 +50,17 @@ def layer_sites(impact: Path, top: int) -> list[str]:
     return [alias.replace("xattn_in.", "xattn.") for alias in ImpactTable.load(impact).top(top)]
 
 
+def chosen_sites(args: argparse.Namespace, concept: str) -> list[str]:
+    """``--sites`` when given (``all``: every SAE in ``--sae``), else the concept's ``--top`` localised layers."""
+    if args.sites is None:
+        return layer_sites(args.impacts / concept / "impact.safetensors", args.top)
+    if args.sites == "all":
+        from tada.sae import load_saes
+
+        return [sae.cfg.tada["site"] for sae in load_saes(args.sae).values()]
+    return args.sites.split(",")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tada-mini")
@@ -60,6 +71,10 @@ def main() -> None:
     parser.add_argument("--concepts", default=",".join(CONCEPTS))
     parser.add_argument("--top", type=int, default=2, help="localised layers per concept")
     parser.add_argument("--features", type=int, default=20, help="features per step and site")
+    parser.add_argument("--score", default="tfidf", choices=["tfidf", "diff", "cohen"], help="feature score rule")
+    parser.add_argument(
+        "--sites", default=None, help="SAE sites for every concept (e.g. xattn.1,xattn.3 or all) instead of --top"
+    )
     parser.add_argument("--fit-pairs", type=int, default=34)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=1)
@@ -81,6 +96,8 @@ def main() -> None:
         "seeds": args.seeds,
         "alphas": grid,
         "top": args.top,
+        "score": args.score,
+        "sites": args.sites,
     }
     if not args.report_only:
         model, scorer = load_model(args.model), Scorer.load()
@@ -91,8 +108,10 @@ def main() -> None:
             if read_json(path, settings) is not None:
                 continue
             concept = CONCEPTS[name]
-            sites = layer_sites(args.impacts / name / "impact.safetensors", args.top)
-            artifact_path = args.work / f"{name}.safetensors"
+            sites = chosen_sites(args, name)
+            # one artifact per fit setting: a changed option never reuses another setting's fit
+            tag = f"{args.score}-f{args.features}-p{args.fit_pairs}-" + "+".join(sites)
+            artifact_path = args.work / f"{name}-{tag}.safetensors"
             start = time.perf_counter()
             if not artifact_path.is_file():
                 args.work.mkdir(parents=True, exist_ok=True)
@@ -101,10 +120,10 @@ def main() -> None:
                     concept_pairs(name, args.fit_pairs),
                     {"source": "preset", "concept": name, "n_pairs": args.fit_pairs},
                     sites=sites,
-                    work_dir=args.work / f"{name}.parts",
+                    work_dir=args.work / f"{name}-{tag}.parts",
                     out=artifact_path,
                     progress=False,
-                    options={"sae": args.sae, "top": args.features},
+                    options={"sae": args.sae, "top": args.features, "score": args.score},
                 )
                 method.fit(model, request)
             artifact = load_artifact(artifact_path)
@@ -136,8 +155,9 @@ def main() -> None:
 
 def write_report(args: argparse.Namespace, concepts: list[str], settings: dict, grid: list[float]) -> str:
     lines = [
-        f"SAE steering, mean probe similarity over {args.prompts} held-out prompts x {args.seeds} seed(s) per alpha; "
-        f"{args.features} features per step and site; monotonic = the mean rises at every step of the grid.",
+        f"SAE steering, mean probe similarity over {args.prompts} held-out prompts x {args.seeds} seed(s) "
+        f"per alpha; {args.features} features per step and site ({args.score}); "
+        "monotonic = the mean rises at every step of the grid.",
         "",
         "| concept | sites | " + " | ".join(f"{a:+g}" for a in grid) + " | monotonic |",
         "|---|---|" + "---|" * len(grid) + "---|",

@@ -10,13 +10,14 @@ import math
 
 import pytest
 import torch
+from conftest import run_cli
 
 from tada.errors import ArtifactError, TadaError
 from tada.files import write_safetensors, write_text
 from tada.sae import SAEConfig, TopKSAE, load_saes
 from tada.sae.cache import HOLDOUT_EVERY, ActivationCache, cache_activations, read_captions
 from tada.sae.sparse import Selection, decode_selection, kept_values
-from tada.sae.train import Trainer, TrainSettings, evaluate, geometric_median, train_sae
+from tada.sae.train import Trainer, TrainSettings, evaluate, evaluate_on_cache, geometric_median, train_sae
 
 
 def planted_data(n: int = 4096, d: int = 32, atoms: int = 48, active: int = 3, seed: int = 0) -> torch.Tensor:
@@ -183,6 +184,8 @@ def test_training_reaches_low_fvu_and_resumes_to_the_same_weights(tmp_path, monk
     whole, report = train_sae(cache, "xattn.1", tmp_path / "whole", settings, progress=False)
     assert report["held_out"]["fvu"] < 0.15
     assert report["held_out"]["vectors"] == 4000 // HOLDOUT_EVERY
+    assert report["training_set"]["vectors"] == 4000 - 4000 // HOLDOUT_EVERY
+    assert report["training_set"]["fvu"] == pytest.approx(report["held_out"]["fvu"], abs=0.05)
     folder = tmp_path / "whole" / "blocks.1.attn2"
     assert {p.name for p in folder.iterdir()} == {"cfg.json", "sae.safetensors", "training.json", "loss.png"}
 
@@ -221,6 +224,42 @@ def test_evaluate_counts_dead_latents():
     result = evaluate(sae, torch.randn(500, 8))
     assert result["dead_share"] >= 0.5
     assert result["l0"] <= 2
+
+
+def test_evaluate_on_a_fresh_cache_matches_evaluate_and_names_missing_sites(tmp_path):
+    data = planted_data(n=2000, d=16, atoms=24, active=2)
+    cache = fake_cache(tmp_path / "cache", data)
+    settings = TrainSettings(k=4, batch_size=100, epochs=1, lr=5e-3, warmup=5, eval_every=50)
+    sae, report = train_sae(cache, "xattn.1", tmp_path / "sae", settings, progress=False)
+    # the training report's figures come back from the same cache
+    (held,) = evaluate_on_cache(tmp_path / "sae", tmp_path / "cache", part="held-out")
+    (seen,) = evaluate_on_cache(tmp_path / "sae", tmp_path / "cache", part="train")
+    assert seen["vectors"] == report["training_set"]["vectors"]
+    assert seen["dead_share"] == report["training_set"]["dead_share"]
+    assert held["site"] == "xattn.1" and held["hookpoint"] == "blocks.1.attn2"
+    assert held["fvu"] == pytest.approx(report["held_out"]["fvu"], rel=1e-6)
+    assert held["dead_share"] == report["held_out"]["dead_share"]
+    # a fresh cache of other vectors: every vector counts
+    fresh_data = planted_data(n=1000, d=16, atoms=24, active=2, seed=3)
+    fake_cache(tmp_path / "fresh", fresh_data)
+    (fresh,) = evaluate_on_cache(tmp_path / "sae", tmp_path / "fresh")
+    direct = evaluate(sae, fresh_data.half())
+    assert fresh["vectors"] == 1000
+    assert fresh["fvu"] == pytest.approx(direct["fvu"], rel=1e-5)
+    assert fresh["dead_share"] == direct["dead_share"]
+    fake_cache(tmp_path / "elsewhere", fresh_data, site="xattn.1")
+    job = json.loads((tmp_path / "elsewhere" / "job.json").read_text())
+    job["sites"] = {"xattn.1": "blocks.4.attn2"}
+    write_text(tmp_path / "elsewhere" / "job.json", json.dumps(job))
+    with pytest.raises(TadaError, match="one of all, train, held-out"):
+        evaluate_on_cache(tmp_path / "sae", tmp_path / "fresh", part="test")
+    with pytest.raises(TadaError, match="caches no activations at blocks.1.attn2"):
+        evaluate_on_cache(tmp_path / "sae", tmp_path / "elsewhere")
+    sae_dir, fresh_dir, json_path = (str(tmp_path / name) for name in ("sae", "fresh", "e.json"))
+    result = run_cli("sae", "evaluate", sae_dir, fresh_dir, "--json", json_path)
+    assert result.returncode == 0, result.stderr
+    assert "| xattn.1 | blocks.1.attn2 | 1000 |" in result.stdout
+    assert json.loads((tmp_path / "e.json").read_text())["saes"][0]["vectors"] == 1000
 
 
 # -- files ---------------------------------------------------------------------------------------------

@@ -97,11 +97,41 @@ def train(
         device=device,
     )
     sae, report = train_sae(cache_dir, site, out, settings)
-    held = report["held_out"]
+    held, seen = report["held_out"], report["training_set"]
     typer.echo(
         f"{out / report['hookpoint']}: {sae.num_latents} latents, k {sae.k}; held-out FVU {held['fvu']:.4f}, "
-        f"L0 {held['l0']:.1f}, dead {held['dead_share']:.1%} ({held['vectors']} vectors)"
+        f"L0 {held['l0']:.1f}, never firing on {held['vectors']} held-out vectors {held['dead_share']:.1%}, "
+        f"dead (never firing on the {seen['vectors']} training vectors) {seen['dead_share']:.1%}"
     )
+
+
+@sae_app.command("evaluate")
+def evaluate_command(
+    sae_dir: Path = typer.Argument(..., metavar="SAE_DIR", help="SAE directory (or one hookpoint folder)."),
+    cache_dir: Path = typer.Argument(..., metavar="CACHE", help="Activation cache to evaluate on."),
+    part: str = typer.Option(
+        "all", help="Vectors to use: all, train or held-out (every 20th caption, as training reports them)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """FVU, L0 and the share of latents that never fire, per SAE, on the vectors of an activation cache
+    (for example one made from captions the SAEs never saw)."""
+    from .train import evaluate_on_cache
+
+    rows = evaluate_on_cache(sae_dir, cache_dir, part=part)
+    typer.echo("| site | hookpoint | vectors | FVU | L0 | never fire |")
+    typer.echo("|---|---|---|---|---|---|")
+    for row in rows:
+        typer.echo(
+            f"| {row['site']} | {row['hookpoint']} | {row['vectors']} | {row['fvu']:.4f} | {row['l0']:.1f} "
+            f"| {row['dead_share']:.1%} |"
+        )
+    if json_out is not None:
+        import json
+
+        from ..files import write_text
+
+        write_text(json_out, json.dumps({"cache": str(cache_dir), "part": part, "saes": rows}, indent=1))
 
 
 @sae_app.command("report")

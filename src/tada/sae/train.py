@@ -219,6 +219,38 @@ def evaluate(sae: TopKSAE, vectors: torch.Tensor, batch: int = 8192, mode: str =
     }
 
 
+CACHE_PARTS = ("all", "train", "held-out")
+
+
+def evaluate_on_cache(sae_dir: str | Path, cache_dir: str | Path, *, part: str = "all") -> list[dict[str, Any]]:
+    """:func:`evaluate` for every SAE in ``sae_dir`` on the vectors its hookpoint has in a cache: all of
+    them, or the training or held-out captions' (every 20th caption); one row per SAE."""
+    if part not in CACHE_PARTS:
+        raise TadaError(f"the part of a cache to evaluate on is one of {', '.join(CACHE_PARTS)}; got {part!r}")
+    from .model import load_saes
+
+    cache = ActivationCache(cache_dir)
+    saes = load_saes(sae_dir)
+    by_hookpoint = {path: alias for alias, path in cache.sites.items()}
+    missing = sorted(set(saes) - set(by_hookpoint))
+    if missing:
+        raise TadaError(
+            f"{cache.directory} caches no activations at {', '.join(missing)} "
+            f"(it has {', '.join(by_hookpoint)}); cache those sites or pick other SAEs"
+        )
+    rows = []
+    for hookpoint, sae in saes.items():
+        alias = by_hookpoint[hookpoint]
+        if sae.cfg.d_in != int(cache.config["width"]):
+            raise TadaError(
+                f"the SAE at {hookpoint} reads width {sae.cfg.d_in}; "
+                f"{cache.directory} holds width {cache.config['width']}"
+            )
+        vectors = cache.load(alias)[0] if part == "all" else cache.split(alias)[part == "held-out"]
+        rows.append({"site": alias, "hookpoint": hookpoint, **evaluate(sae, vectors)})
+    return rows
+
+
 def train_sae(
     cache: str | Path | ActivationCache,
     site: str,
@@ -319,13 +351,15 @@ def train_sae(
         "steps": total_steps,
         "train_vectors": int(train.shape[0]),
         "held_out": evaluate(sae, held),
+        # Dead in the usual sense: the trained SAE fires no latent on any vector it was trained on.
+        "training_set": evaluate(sae, train),
         "train_seconds_this_run": time.perf_counter() - start_time,
         "settings": meta["training"],
     }
     if sae.cfg.threshold is not None:
         report["held_out_threshold_mode"] = evaluate(sae, held, mode="threshold")
         report["threshold"] = sae.cfg.threshold
-    sae.cfg.tada["report"] = {k: report[k] for k in ("held_out", "steps")}
+    sae.cfg.tada["report"] = {k: report[k] for k in ("held_out", "training_set", "steps")}
     sae.save_pretrained(folder)
     write_text(folder / REPORT, json.dumps({**report, "history": history}, indent=1))
     plot_loss(history, folder / "loss.png", title=f"SAE {alias} ({sae.num_latents} latents, k {sae.k})")
