@@ -109,8 +109,11 @@ def _cases() -> list[tuple[str, list[str], str]]:
         ("caa-out-directory", [*caa, "--out", "{f}/adir"], "a directory"),
         ("caa-out-wav", [*caa, "--out", "{w}/v.wav"], "must end in .safetensors"),
         ("caa-work-dir-file", [*caa, "--work-dir", "{f}/a-file", "--out", "{w}/v.safetensors"], "is a file"),
-        ("localize-plot-xyz", [*loc, "--out", "{w}/t.safetensors", "--plot", "{w}/t.xyz"], "--plot"),
-        ("localize-out-png", [*loc, "--out", "{w}/t.png"], "must end in .safetensors"),
+        ("localize-window-backwards", [*loc, "--window", "0.5-0.2", "--out", "{w}/loc"], "0 <= START < END <= 1"),
+        ("localize-mode-unknown", [*loc, "--mode", "sideways", "--out", "{w}/loc"], "--mode takes input"),
+        ("localize-out-file", [*loc, "--out", "{w}/t.safetensors"], "is a directory"),
+        ("localize-group-unknown", [*loc, "--group", "xattn.1+xattn.99", "--out", "{w}/loc"], "xattn.99"),
+        ("localize-two-sources", [*loc, "--pairs", "{f}/two.csv", "--out", "{w}/loc"], "exactly one of"),
         # prompt pairs
         ("n-pairs-negative", [*caa[:4], "--n-pairs", "-1", "--out", "{w}/v.safetensors"], "--n-pairs"),
         ("n-pairs-zero", [*caa[:4], "--n-pairs", "0", "--out", "{w}/v.safetensors"], "--n-pairs"),
@@ -129,13 +132,13 @@ def _cases() -> list[tuple[str, list[str], str]]:
         ("pairs-empty", ["caa", MODEL, "--pairs", "{f}/empty.csv", "--out", "{w}/v.safetensors"], "no prompt pairs"),
         ("pairs-directory", ["caa", MODEL, "--pairs", "{f}/adir", "--out", "{w}/v.safetensors"], "prompt-pair"),
         ("sites-unknown", [*caa, "--sites", "xattn.99", "--out", "{w}/v.safetensors"], "no site"),
-        ("localize-no-probe", ["localize", MODEL, "--pairs", "{f}/two.csv", "--out", "{w}/t.safetensors"], "--probe"),
+        ("localize-no-probe", ["localize", MODEL, "--pairs", "{f}/two.csv", "--out", "{w}/loc"], "--probe"),
         (
             "localize-unequal-swap",
-            ["localize", "tada-mini", "--pairs", "{f}/swaps.csv", "--probe", "violin", "--out", "{w}/t.safetensors"],
+            ["localize", "tada-mini", "--pairs", "{f}/swaps.csv", "--probe", "violin", "--out", "{w}/loc"],
             "different token counts",
         ),
-        ("localize-empty-probe", [*loc, "--probe", " ", "--out", "{w}/t.safetensors"], "probe"),
+        ("localize-empty-probe", [*loc, "--probe", " ", "--out", "{w}/loc"], "probe"),
         # steering vectors
         (
             "steer-alpha-nan",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,9 @@ from conftest import FAMILIES, FAST, random_vector, run_cli, xattn_aliases
 
 from tada.errors import ArtifactError, TadaError
 from tada.interventions import Capture, Replace
-from tada.localize import ImpactTable, localize, output_sites, plot_impacts
+from tada.localize import ImpactTable, _block_plan, localize, output_sites, plot_impacts
+from tada.patching import columns_for
+from tada.schedules import Window
 
 PAIRS = [("a calm piano piece", "a loud drum solo"), ("gentle violin music", "heavy metal guitar")]
 
@@ -32,7 +36,8 @@ def _score(model, prompts, seeds, plan=None):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_scores_are_those_of_the_clean_corrupted_and_patched_runs(family, tiny_models):
     model = tiny_models(family)
-    table = localize(model, PAIRS, "probe", LoudnessScorer(), seed=5, progress=False, **FAST)
+    # one column per denoising batch: every patched run is exactly the run that patches one site
+    table = localize(model, PAIRS, "probe", LoudnessScorer(), seed=5, max_rows=len(PAIRS), progress=False, **FAST)
     inputs = [s for s in model.sites.values() if s.kind == "xattn_in"]
     assert table.sites == [s.alias for s in inputs] and table.patched.shape == (2, len(inputs))
     clean, corrupt = [p for p, _ in PAIRS], [q for _, q in PAIRS]
@@ -45,6 +50,96 @@ def test_scores_are_those_of_the_clean_corrupted_and_patched_runs(family, tiny_m
     expected = (table.patched.mean(0) - table.corrupt.mean()) / (table.clean.mean() - table.corrupt.mean())
     torch.testing.assert_close(table.impact, expected)
     assert table.ranked()[0][1] == float(table.impact.max()) and len(table.top(2)) == 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_sweep_scores_equal_site_by_site(family, tiny_models):
+    # rows = columns x pairs in one denoising batch; tada-mini's clips do not depend on their batch at all,
+    # the other families' only at float32 rounding (a batched matmul sums in another order)
+    model = tiny_models(family)
+    kwargs = {"modes": ("input", "output", "ablate"), "seed": 2, "progress": False, **FAST}
+    alone = localize(model, PAIRS, "probe", LoudnessScorer(), max_rows=len(PAIRS), **kwargs)
+    batched = localize(model, PAIRS, "probe", LoudnessScorer(), max_rows=64, **kwargs)
+    assert batched.patched.shape == (2, 3 * len(xattn_aliases(model)))
+    assert torch.equal(batched.clean, alone.clean) and torch.equal(batched.corrupt, alone.corrupt)
+    if family == "tada-mini":
+        assert torch.equal(batched.patched, alone.patched)
+    else:
+        torch.testing.assert_close(batched.patched, alone.patched, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_patching_with_the_corrupted_runs_own_activations_is_the_corrupted_run(family, tiny_models):
+    model = tiny_models(family)
+    corrupt = [q for _, q in PAIRS]
+    columns = columns_for(model, ("input", "output"))
+    captures = {model.site(name): Capture(rows="both", reduce="full") for c in columns for name in c.sites}
+    with model.engine.add(captures):
+        model.generate(corrupt, seed=[4, 5], **FAST)
+    plain = model.generate(corrupt, seed=[4, 5], **FAST).samples
+    for column in columns:  # each column alone, in a batch the size of the run it was captured from
+        with model.engine.add(_block_plan(model, [column], captures, len(PAIRS))):
+            assert np.array_equal(model.generate(corrupt, seed=[4, 5], **FAST).samples, plain), column.label
+    if family == "tada-mini":  # whose clips do not depend on their batch: all columns in one batch too
+        with model.engine.add(_block_plan(model, columns, captures, len(PAIRS))):
+            patched = model.generate(corrupt * len(columns), seed=[4, 5] * len(columns), **FAST).samples
+        assert np.array_equal(patched, np.concatenate([plain] * len(columns)))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_patching_every_input_with_the_clean_one_is_the_clean_run(family, tiny_models):
+    model = tiny_models(family)
+    table = localize(
+        model, PAIRS, "probe", LoudnessScorer(), groups=[["all"]], modes=("input", "output"), progress=False, **FAST
+    )
+    assert table.sites[0] == "+".join(s.alias for s in model.sites.values() if s.kind == "xattn_in")
+    assert torch.equal(table.patched[:, 0], table.clean) and torch.equal(table.patched[:, 1], table.clean)
+    assert table.impact.tolist() == [1.0, 1.0]
+
+
+def test_ablation_and_windows_are_the_runs_they_name(tiny_models):
+    model = tiny_models("tada-mini")
+    table = localize(
+        model,
+        PAIRS,
+        "probe",
+        LoudnessScorer(),
+        sites="xattn.1",
+        modes=("input", "ablate"),
+        windows=[(0.0, 1.0), (0.0, 0.5)],
+        seed=7,
+        progress=False,
+        **FAST,
+    )
+    assert [c.label for c in table.columns] == [
+        "input:xattn_in.1",
+        "input:xattn_in.1@0-0.5",
+        "ablate:xattn.1",
+        "ablate:xattn.1@0-0.5",
+    ]
+    clean, corrupt = [p for p, _ in PAIRS], [q for _, q in PAIRS]
+    site_in, site_out = model.site("xattn_in.1"), model.site("xattn.1")
+    cache = Capture(rows="both", reduce="full")
+    _score(model, clean, [7, 8], {site_in: cache})
+    half = Window(0.0, 0.5)
+    assert torch.equal(table.patched[:, 1], _score(model, corrupt, [7, 8], {site_in: Replace(cache, "both", half)}))
+    zero = Replace(torch.zeros(0), rows="both")
+    zero.edit = lambda act, rows, gain, ctx: torch.zeros_like(act)  # the layer's output set to zero
+    assert torch.equal(table.patched[:, 2], _score(model, clean, [7, 8], {site_out: zero}))
+    zero.schedule = half
+    assert torch.equal(table.patched[:, 3], _score(model, clean, [7, 8], {site_out: zero}))
+    # ablation's impact is the share of the contrast it removes
+    removed = (table.clean.mean() - table.patched[:, 2].mean()) / table.contrast
+    assert float(table.impact[2]) == pytest.approx(float(removed))
+
+
+def test_seeds_give_each_pair_its_own_noise(tiny_models):
+    model = tiny_models("tada-mini")
+    table = localize(model, PAIRS, "probe", LoudnessScorer(), seeds=2, seed=3, progress=False, **FAST)
+    assert table.units.tolist() == [[0, 0], [1, 0], [0, 1], [1, 1]]
+    clean = [p for p, _ in PAIRS] * 2
+    assert torch.equal(table.clean, _score(model, clean, [3, 4, 5, 6]))
+    assert table.settings["seeds"] == 2
 
 
 def test_patching_every_layer_restores_the_clean_run(tiny_models):
@@ -127,25 +222,35 @@ def test_patched_inputs_map_to_the_same_layers_outputs(tiny_models):
         output_sites(model, [s.alias for s in model.sites.values() if s.kind == "attn"][:1])
 
 
-def test_cli_localize(tmp_path):
-    out = tmp_path / "impact.safetensors"
-    result = run_cli(
-        "localize",
-        "random-tiny:tada-mini",
-        "--concept",
-        "tempo",
-        "--n-pairs",
-        "2",
-        "--seconds",
-        "1",
-        "--steps",
-        "2",
-        "--out",
-        str(out),
-        "--plot",
-        str(tmp_path / "heat.png"),
-    )
+def test_cli_localize_writes_the_study_and_reuses_finished_tables(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    args = ["localize", "random-tiny:tada-mini", "--concept", "tempo,piano", "--n-pairs", "2", "--seconds", "1"]
+    args += ["--steps", "2", "--mode", "input,ablate", "--sites", "xattn.0,xattn.1,xattn.2"]
+    args += ["--group", "xattn.0+xattn.1", "--window", "0-0.5"]
+    result = run_cli(*args, "--bootstrap", "200", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert ImpactTable.load(out).probe == "a fast track" and (tmp_path / "heat.png").is_file()
+    assert {p.name for p in out.iterdir()} == {"tables", "impact.csv", "impact.png", "summary.md", "impact.json"}
+    tempo = ImpactTable.load(out / "tables" / "tempo.safetensors")
+    assert tempo.probe == "a fast track" and tempo.settings["seeds"] == 1
+    # piano's preset negative is the bare prompt: its twins use the neutral wrap of equal length
+    assert ImpactTable.load(out / "tables" / "piano.safetensors").pairs[0] == [
+        "lofi music, with piano",
+        "lofi music, with instrument",
+    ]
+    rows = (out / "impact.csv").read_text().splitlines()
+    assert rows[0] == "site,concept,mode,window,impact,ci_low,ci_high,n"
+    # 3 single layers + 1 group, 2 modes, 2 windows, 2 concepts
+    assert len(rows) == 1 + 4 * 2 * 2 * 2
+    assert any(r.startswith("xattn_in.0+xattn_in.1,tempo,input,0-0.5,") for r in rows)
+    assert "| tempo | 2 x 1 |" in result.stdout
+    # a second call reuses both finished tables: no generation at all
+    import tada.localisation_run
+
+    monkeypatch.setattr(tada.localisation_run, "localize", lambda *a, **k: pytest.fail("recomputed a table"))
+    again = run_cli(*args, "--bootstrap", "200", "--json", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["concepts"]["tempo"]["pairs"] == 2
+    other = run_cli(*[a if a != "input,ablate" else "input" for a in args], "--out", str(out))
+    assert other.returncode == 2 and "other pairs or settings" in other.stderr
     bad = run_cli("localize", "random-tiny:tada-mini", "--concept", "kazoo", "--out", str(out))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "kazoo" in bad.stderr

@@ -218,60 +218,125 @@ def caa(
 @app.command()
 def localize(
     model: str = MODEL_ARG,
-    concept: str | None = typer.Option(None, help="A concept preset: its (positive, negative) prompts and probe."),
-    pairs: Path | None = typer.Option(None, help="CSV of (clean, corrupted) prompt pairs; needs --probe."),
-    probe: str | None = typer.Option(None, help="Probe text for the scorer (default: the preset's)."),
-    n_pairs: int | None = N_PAIRS_OPT,
-    sites_: str | None = typer.Option(None, "--sites", help="Sites to patch (default: all xattn_in)."),
+    concept: str | None = typer.Option(None, help="Concept presets, comma-separated, or 'all'."),
+    features: str | None = typer.Option(
+        None, help="The paper's swap features (violin,female,...) or 'all', applied to --captions."
+    ),
+    captions: Path | None = typer.Option(
+        None, help="Caption pool for --features: a text file, a CSV with a caption column, or a corpus directory."
+    ),
+    pairs: Path | None = typer.Option(None, help="CSV of (clean, corrupted[, probe]) twins."),
+    probe: str | None = typer.Option(None, help="Probe text for --pairs rows without one."),
+    n_pairs: int | None = typer.Option(None, help="Use at most N pairs per concept or feature."),
+    seeds: int = typer.Option(1, help="Noise seeds per pair (intervals are over pairs and seeds)."),
+    mode: str = typer.Option("input", help="Comma-separated: input (patch text input), output, ablate."),
+    group: list[str] = typer.Option(
+        [], "--group", help="Also patch these layers together: xattn.2+xattn.3, or 'all'; repeatable."
+    ),
+    window: list[str] = typer.Option(
+        [], "--window", help="Also run each column only in this part of the trajectory, e.g. 0-0.5; repeatable."
+    ),
+    sites_: str | None = typer.Option(None, "--sites", help="Single layers to patch (default: every one)."),
+    singles: bool = typer.Option(True, "--singles/--no-singles", help="Patch each layer on its own too."),
     seconds: float | None = SECONDS_OPT,
     steps: int | None = STEPS_OPT,
     guidance: float | None = GUIDANCE_OPT,
-    seed: int = typer.Option(0, help="Seed of pair 0; pair i uses seed + i for all its runs."),
-    batch_pairs: int = typer.Option(8, help="Pairs generated together in one batch."),
-    work_dir: Path | None = WORK_DIR_OPT,
-    out: Path = typer.Option(..., help="Output .safetensors impact table."),
-    plot: Path | None = typer.Option(None, help="Also draw the impacts as a heatmap (PNG)."),
+    seed: int = typer.Option(0, help="Seed of unit 0; pair i with seed index s uses seed + s * pairs + i."),
+    batch_pairs: int = typer.Option(8, help="Units (pair x seed) whose clean and corrupted runs share a batch."),
+    max_rows: int | None = typer.Option(None, help="Samples per patched batch (default 8 x --batch-pairs)."),
+    bootstrap: int = typer.Option(2000, help="Bootstrap replicates for the 95% intervals."),
+    out: Path = typer.Option(..., help="Output directory: tables/, impact.csv, impact.png, summary.md; resumes."),
+    json_: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     scorer_weights: Path | None = typer.Option(None, help="Scorer weights directory (default: the shipped ones)."),
     dtype: str = DTYPE_OPT,
     device: str = DEVICE_OPT,
 ) -> None:
-    """Activation patching: how much of a concept each cross-attention layer restores on its own."""
-    from .concepts import get_concept
-    from .localize import localize as run_localize
-    from .localize import plot_impacts
+    """Activation patching and ablation: how much of a concept each cross-attention layer (or group of
+    layers, or part of the trajectory) restores or removes, with bootstrap intervals."""
+    from .localisation_run import run_study
+    from .patching import FULL, MODES, parse_window
     from .scorer import Scorer
 
-    prompt_pairs, _ = _prompt_pairs(concept, pairs, n_pairs)
-    job = _job_arguments(
-        len(prompt_pairs),
-        "an impact table",
-        sites=sites_,
+    modes = [m.strip() for m in mode.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise TadaError(f"--mode takes {', '.join(MODES)} (comma-separated); got {mode!r}")
+    windows = [FULL, *[parse_window(w) for w in window]]
+    validate.count("--n-pairs", n_pairs, "how many pairs to use per concept or feature")
+    validate.integer("--seeds", seeds, 1, 1_000, "noise seeds per pair")
+    validate.integer("--bootstrap", bootstrap, 100, 1_000_000, "bootstrap replicates")
+    validate.count("--batch-pairs", batch_pairs, "units generated together", high=10_000)
+    validate.count("--max-rows", max_rows, "samples in one patched batch")
+    validate.generation(seconds, steps, guidance, seed)
+    validate.writable_directory(out, "--out", "the localisation results")
+    if out.suffix == ".safetensors":
+        raise TadaError(f"--out is a directory (tables, impact.csv, heatmap, summary), not a file: {out}")
+    sources = [concept is not None, features is not None, pairs is not None]
+    if sum(sources) != 1:
+        raise TadaError("give exactly one of --concept, --features (with --captions) or --pairs")
+    adapter = _load(model, dtype, device, progress=False)
+    sets = _pair_sets(adapter, concept, features, captions, pairs, probe, n_pairs)
+    singles_ = [[name.strip()] for name in sites_.split(",") if name.strip()] if sites_ else None
+    if singles_ is None and singles:
+        singles_ = [[s.alias] for s in adapter.sites.values() if s.kind == "xattn"]
+    groups = (singles_ if singles else []) + [g.split("+") if g != "all" else ["all"] for g in group]
+    if not groups:
+        raise TadaError("nothing to patch: --no-singles needs at least one --group")
+    summaries = run_study(
+        adapter,
+        sets,
+        Scorer.load(scorer_weights),
+        out,
+        modes=modes,
+        groups=groups,
+        windows=windows,
+        seeds=seeds,
         seconds=seconds,
         steps=steps,
         guidance=guidance,
         seed=seed,
         batch_pairs=batch_pairs,
-        out=out,
-        work_dir=work_dir,
-        concept=concept or pairs.stem,
+        max_rows=max_rows,
+        replicates=bootstrap,
     )
-    if plot is not None:
-        validate.output_file(plot, PLOTS, "the heatmap", option="--plot")
-    if probe is None:
-        if concept is None:
-            raise TadaError("--pairs needs --probe, the text the scorer looks for (e.g. 'a piano song')")
-        probe = get_concept(concept).probe
-    adapter = _load(model, dtype, device, progress=False)
-    table = run_localize(adapter, prompt_pairs, probe, Scorer.load(scorer_weights), **job)
-    typer.echo(f"probe {probe!r}: clean {float(table.clean.mean()):.3f}, corrupted {float(table.corrupt.mean()):.3f}")
-    if table.contrast <= 0:
-        typer.echo("warning: the probe scores the corrupted clips higher than the clean ones; the impacts mean little")
-    for alias, value in table.ranked():
-        typer.echo(f"{value:>7.3f}  {alias}")
-    if plot is not None:
-        plot_impacts([table], plot)
-        typer.echo(f"wrote {plot}")
-    typer.echo(f"wrote {out}: {len(table.sites)} sites x {len(prompt_pairs)} pairs")
+    if json_:
+        import json
+
+        from .impact_report import as_json
+
+        typer.echo(json.dumps(as_json(summaries), indent=1))
+        return
+    typer.echo((out / "summary.md").read_text())
+    typer.echo(f"wrote {out}/impact.csv, summary.md, impact.json, tables/ ({len(summaries)} pair sets)")
+
+
+def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs) -> list:
+    """The pair sets a `tada localize` call names (exactly one source given)."""
+    from .localisation_run import PairSet, preset_sets
+    from .localize import check_twins
+
+    if concept is not None:
+        sets = preset_sets([c.strip() for c in concept.split(",") if c.strip()], n_pairs)
+    elif features is not None:
+        from .swaps import feature_sets
+
+        if captions is None:
+            raise TadaError("--features swaps words in captions: give --captions (a text file, CSV or corpus)")
+        sets = feature_sets(model, features, captions, n_pairs)
+    else:
+        from .swaps import read_pair_csv
+
+        rows = read_pair_csv(pairs, default_probe=probe)
+        by_probe: dict[str, list] = {}
+        for clean, corrupted, row_probe in rows:
+            by_probe.setdefault(row_probe, []).append((clean, corrupted))
+        sets = [
+            PairSet(p if len(by_probe) > 1 else pairs.stem, twins[:n_pairs], p, {"source": str(pairs)})
+            for p, twins in by_probe.items()
+        ]
+    for pair_set in sets:
+        check_twins(model, pair_set.pairs)
+    return sets
 
 
 @app.command()

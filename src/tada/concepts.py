@@ -181,6 +181,18 @@ def concept_pairs(name: str, n_pairs: int | None = None) -> list[tuple[str, str]
     return [concept.pair(base) for base in BASE_PROMPTS[:n]]
 
 
+def twin_pairs(name: str, n_pairs: int | None = None) -> list[tuple[str, str]]:
+    """The preset's (clean, corrupted) twins for activation patching: its (positive, negative) prompts
+    where the negative is a word swap ("with acoustic guitar" / "with electric guitar"); where the
+    negative is the bare base prompt ("{p}, with piano" / "{p}"), the neutral wrap of the same length
+    ("{p}, with piano" / "{p}, with instrument"), so the text inputs line up token for token."""
+    concept = get_concept(name)
+    pairs = concept_pairs(name, n_pairs)
+    if concept.negative.strip() != "{p}":
+        return pairs
+    return [(positive, concept.neutral_prompt(base)) for (positive, _), base in zip(pairs, BASE_PROMPTS)]
+
+
 def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, str]]:
     """(positive, negative) rows from a CSV; a header row ``positive,negative`` is optional."""
     path = Path(path)

@@ -327,8 +327,12 @@ def sae_summary(sae: TopKSAE, cache: ActivationCache, activity: FeatureActivity)
     held = sae.cfg.tada.get("report", {}).get("held_out")
     if isinstance(held, dict) and {"fvu", "l0", "dead_share"} <= set(held):
         lines.append(
-            f"held-out FVU {held['fvu']:.4f}, L0 {held['l0']:.1f}, dead {held['dead_share']:.1%} (from training)"
+            f"training report: held-out FVU {held['fvu']:.4f}, L0 {held['l0']:.1f}, "
+            f"{held['dead_share']:.1%} never fire on its {held.get('vectors', '?')} held-out vectors"
         )
+    seen = sae.cfg.tada.get("report", {}).get("training_set")
+    if isinstance(seen, dict) and "dead_share" in seen:
+        lines.append(f"dead (never firing on the {seen['vectors']} training vectors): {seen['dead_share']:.1%}")
     alive = int((activity.fires > 0).sum())
     rows = PASS_NAMES.get(config["rows"], config["rows"])
     steps = ", ".join(map(str, activity.steps))

@@ -1,0 +1,271 @@
+"""Localisation results with intervals: bootstrap, ``impact.csv``, heatmaps, a markdown summary.
+
+Intervals are percentile bootstraps over pairs and noise seeds, crossed: each replicate draws the
+pairs with replacement and, independently, the seed indices, and weighs every (pair, seed) unit by
+how often both were drawn. Impact is a ratio of means (see :class:`tada.localize.ImpactTable`), so
+each replicate recomputes it from the reweighted means rather than averaging per-pair ratios.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import TadaError
+from .files import write_text
+from .localize import ImpactTable, impact_of
+from .patching import FULL, format_window
+
+CSV_COLUMNS = ("site", "concept", "mode", "window", "impact", "ci_low", "ci_high", "n")
+LEVEL = 0.95
+
+
+def bootstrap_weights(table: ImpactTable, replicates: int, seed: int = 0) -> torch.Tensor:
+    """``(replicates, units)`` weights: the count of the unit's pair times the count of its seed index."""
+    pair, seed_index = table.units[:, 0], table.units[:, 1]
+    n_pairs, n_seeds = int(pair.max()) + 1, int(seed_index.max()) + 1
+    gen = torch.Generator().manual_seed(seed)
+    pair_counts = _counts(torch.randint(n_pairs, (replicates, n_pairs), generator=gen), n_pairs)
+    seed_counts = _counts(torch.randint(n_seeds, (replicates, n_seeds), generator=gen), n_seeds)
+    return (pair_counts[:, pair] * seed_counts[:, seed_index]).double()
+
+
+def _counts(draws: torch.Tensor, n: int) -> torch.Tensor:
+    counts = torch.zeros(draws.shape[0], n, dtype=torch.long)
+    return counts.scatter_add_(1, draws, torch.ones_like(draws))
+
+
+def bootstrap_impacts(table: ImpactTable, replicates: int = 2000, seed: int = 0) -> torch.Tensor:
+    """``(replicates, columns)`` impacts of reweighted units (a replicate with no weight is dropped)."""
+    weights = bootstrap_weights(table, replicates, seed)
+    weights = weights[weights.sum(1) > 0]
+    norm = weights / weights.sum(1, keepdim=True)
+    return impact_of(norm @ table.clean, norm @ table.corrupt, norm @ table.patched, table.modes)
+
+
+def interval(samples: torch.Tensor, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval along the first dimension (non-finite replicates, from a contrast of 0, skipped)."""
+    values = samples.numpy()
+    low, high = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    with np.errstate(all="ignore"):
+        return np.nanpercentile(np.where(np.isfinite(values), values, np.nan), [low, high], axis=0)
+
+
+@dataclass
+class ConceptSummary:
+    """One table's figures: per column impact with its interval, and the top-two share per mode."""
+
+    table: ImpactTable
+    name: str
+    impact: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    shares: dict[str, dict[str, Any]]  # mode -> {"sites": [a, b], "share": x, "low": y, "high": z}
+    contrast: tuple[float, float, float]  # mean, low, high
+
+
+def summarise(table: ImpactTable, name: str | None = None, replicates: int = 2000, seed: int = 0) -> ConceptSummary:
+    """Impacts with bootstrap intervals, and for each mode the share of the positive single-layer impact
+    held by its top two layers (the same two layers in every replicate)."""
+    samples = bootstrap_impacts(table, replicates, seed)
+    low, high = interval(samples)
+    impact = table.impact.numpy()
+    shares = {}
+    for mode in dict.fromkeys(table.modes):
+        single = [
+            i
+            for i, (m, g, w) in enumerate(zip(table.modes, table.sites, table.windows))
+            if m == mode and w == FULL and "+" not in g
+        ]
+        if len(single) < 2:
+            continue
+        top = sorted(single, key=lambda i: -impact[i])[:2]
+        share = _top_share(samples[:, single], [single.index(i) for i in top])
+        point = _top_share(torch.as_tensor(impact[single])[None], [single.index(i) for i in top])
+        s_low, s_high = interval(share)
+        shares[mode] = {
+            "sites": [table.sites[i] for i in top],
+            "share": float(point[0]),
+            "low": float(s_low),
+            "high": float(s_high),
+        }
+    weights = bootstrap_weights(table, replicates, seed)
+    weights = weights[weights.sum(1) > 0]
+    contrasts = (weights @ table.clean - weights @ table.corrupt) / weights.sum(1)
+    c_low, c_high = interval(contrasts[:, None])
+    return ConceptSummary(
+        table,
+        name or table.concept or table.probe,
+        impact,
+        low,
+        high,
+        shares,
+        (table.contrast, float(c_low[0]), float(c_high[0])),
+    )
+
+
+def _top_share(impacts: torch.Tensor, top: list[int]) -> torch.Tensor:
+    """Share of the positive impact that the ``top`` columns hold, per row."""
+    positive = impacts.clamp_min(0).sum(1)
+    return impacts[:, top].sum(1) / positive
+
+
+def csv_rows(summaries: Sequence[ConceptSummary]) -> list[dict[str, Any]]:
+    rows = []
+    for s in summaries:
+        n = int(s.table.clean.shape[0])
+        for i, (group, mode, window) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows)):
+            rows.append(
+                {
+                    "site": group,
+                    "concept": s.name,
+                    "mode": mode,
+                    "window": format_window(window),
+                    "impact": float(s.impact[i]),
+                    "ci_low": float(s.low[i]),
+                    "ci_high": float(s.high[i]),
+                    "n": n,
+                }
+            )
+    return rows
+
+
+def write_csv(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in csv_rows(summaries):
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return write_text(Path(path), buffer.getvalue())
+
+
+def as_json(summaries: Sequence[ConceptSummary]) -> dict[str, Any]:
+    return {
+        "level": LEVEL,
+        "rows": csv_rows(summaries),
+        "concepts": {
+            s.name: {
+                "probe": s.table.probe,
+                "pairs": len(s.table.pairs),
+                "seeds": int(s.table.units[:, 1].max()) + 1,
+                "contrast": {"mean": s.contrast[0], "low": s.contrast[1], "high": s.contrast[2]},
+                "top2": s.shares,
+            }
+            for s in summaries
+        },
+    }
+
+
+def _fmt(value: float, low: float, high: float) -> str:
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: str = "Localisation") -> Path:
+    """Markdown: per concept the probe contrast, the top layers per mode and their top-two share, and
+    every windowed or grouped column."""
+    if not summaries:
+        raise TadaError("nothing to summarise")
+    first = summaries[0].table
+    lines = [
+        f"# {title}",
+        "",
+        f"Model family {first.family}; impacts with {LEVEL:.0%} bootstrap intervals over pairs and seeds. "
+        "Patching (input, output): share of the clean-corrupted probe contrast a column restores; "
+        "ablation: share it removes from the clean run. Top-2 share: the two highest single layers' share "
+        "of all positive single-layer impact.",
+        "",
+        "| concept | pairs x seeds | contrast | mode | top layers | top-2 share |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        units = f"{len(s.table.pairs)} x {int(s.table.units[:, 1].max()) + 1}"
+        contrast = _fmt(*s.contrast)
+        for mode, share in s.shares.items():
+            index = {
+                g: i
+                for i, (g, m, w) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows))
+                if m == mode and w == FULL
+            }
+            tops = ", ".join(
+                f"{site} {_fmt(s.impact[index[site]], s.low[index[site]], s.high[index[site]])}"
+                for site in share["sites"]
+            )
+            lines.append(
+                f"| {s.name} | {units} | {contrast} | {mode} | {tops} | "
+                f"{_fmt(share['share'], share['low'], share['high'])} |"
+            )
+    extra = [
+        (s, i)
+        for s in summaries
+        for i, (g, w) in enumerate(zip(s.table.sites, s.table.windows))
+        if w != FULL or "+" in g
+    ]
+    if extra:
+        lines += [
+            "",
+            "Groups and step windows:",
+            "",
+            "| concept | mode | sites | window | impact |",
+            "|---|---|---|---|---|",
+        ]
+        for s, i in extra:
+            lines.append(
+                f"| {s.name} | {s.table.modes[i]} | {s.table.sites[i]} | {format_window(s.table.windows[i])} | "
+                f"{_fmt(s.impact[i], s.low[i], s.high[i])} |"
+            )
+    return write_text(Path(path), "\n".join(lines) + "\n")
+
+
+def plot_heatmaps(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
+    """One heatmap per mode: rows are concepts, columns single layers over the whole run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not summaries:
+        raise TadaError("nothing to plot")
+    modes = list(dict.fromkeys(m for s in summaries for m in s.table.modes))
+    panels = []
+    for mode in modes:
+        layers: list[str] = []
+        for s in summaries:
+            for g, m, w in zip(s.table.sites, s.table.modes, s.table.windows):
+                if m == mode and w == FULL and "+" not in g and g not in layers:
+                    layers.append(g)
+        if not layers:
+            continue
+        values = np.full((len(summaries), len(layers)), np.nan)
+        for r, s in enumerate(summaries):
+            for i, (g, m, w) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows)):
+                if m == mode and w == FULL and g in layers:
+                    values[r, layers.index(g)] = s.impact[i]
+        panels.append((mode, layers, values))
+    if not panels:
+        raise TadaError("no single-layer, whole-run columns to plot")
+    width = max(len(p[1]) for p in panels)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(len(panels) * (1.6 + 0.6 * width), 1.0 + 0.42 * len(summaries)), squeeze=False
+    )
+    for ax, (mode, layers, values) in zip(axes[0], panels):
+        image = ax.imshow(values, cmap="viridis", vmin=-0.2, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(layers)), [g.split(".")[-1] for g in layers], fontsize=8)
+        ax.set_xlabel(f"{mode}: layer", fontsize=8)
+        ax.set_yticks(range(len(summaries)), [s.name for s in summaries], fontsize=7)
+        for (r, c), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.5 else "black")
+    fig.colorbar(image, ax=list(axes[0]), label="impact")
+    fig.suptitle(f"{summaries[0].table.family}: localisation impact", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
