@@ -196,14 +196,7 @@ def twin_pairs(name: str, n_pairs: int | None = None) -> list[tuple[str, str]]:
 def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, str]]:
     """(positive, negative) rows from a CSV; a header row ``positive,negative`` is optional."""
     path = Path(path)
-    if not path.is_file():
-        raise ConceptError(f"no prompt-pair file at {path}")
-    try:
-        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the header row
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConceptError(f"cannot read prompt pairs from {path}: {exc}") from None
+    rows = [row for _, row in csv_rows(path, "prompt-pair")]
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["positive", "negative"]:
         rows = rows[1:]
     pairs = []
@@ -218,3 +211,23 @@ def read_pairs(path: str | Path, n_pairs: int | None = None) -> list[tuple[str, 
     if not 1 <= n_pairs <= len(pairs):
         raise ConceptError(f"n_pairs must be between 1 and {len(pairs)} (the pairs in {path}), got {n_pairs}")
     return pairs[:n_pairs]
+
+
+def csv_rows(path: str | Path, what: str) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV file that hold any text, each with the file line it starts on; a missing or
+    unreadable file (not UTF-8, a broken quote) is one :class:`ConceptError` naming it as a ``what`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConceptError(f"no {what} file at {path}")
+    rows = []
+    try:
+        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the header row
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader, line = csv.reader(handle), 1
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append((line, row))
+                line = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConceptError(f"cannot read the {what} file {path} as CSV: {exc}") from None
+    return rows
