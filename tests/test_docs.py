@@ -125,9 +125,12 @@ def test_cli_quickstart_runs(tmp_path):
         args = args[1:]
         if "--n-pairs" in args:
             args[args.index("--n-pairs") + 1] = "2"
-        args = [str(tmp_path / a) if re.search(r"\.(safetensors|wav|png)(:[-\d.]+)?$", a) else a for a in args]
+        args = [
+            str(tmp_path / a) if re.search(r"\.(safetensors|wav|png)(:[-\d.]+)?$", a) or args[i - 1] == "--out" else a
+            for i, a in enumerate(args)
+        ]
         result = run_cli(*args)
         assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
         for flag in ("--out", "--plot"):
             if flag in args:
-                assert Path(args[args.index(flag) + 1]).is_file(), f"{' '.join(args)} wrote no {flag}"
+                assert Path(args[args.index(flag) + 1]).exists(), f"{' '.join(args)} wrote no {flag}"

@@ -133,7 +133,7 @@ def test_a_feature_refuses_a_swap_that_is_no_twin():
 
 
 def test_unequal_token_counts_are_dropped_on_tada_mini(mini):
-    from tada.localize import _token_counts, check_twins
+    from tada.localize import check_twins, token_counts
 
     pairs = [
         ("a fast jazz tune with violin", "a slow jazz tune with violin"),
@@ -141,7 +141,7 @@ def test_unequal_token_counts_are_dropped_on_tada_mini(mini):
         ("a tune with airy flute", "a tune with airy maracas"),
         ("a woman singing", "a man singing"),
     ]
-    assert _token_counts(mini, pairs[1][0]) != _token_counts(mini, pairs[1][1])
+    assert token_counts(mini, pairs[1][0]) != token_counts(mini, pairs[1][1])
     kept = expressible_pairs(mini, pairs)
     assert kept == [pairs[0], pairs[3]]
     check_twins(mini, kept)  # what localisation accepts

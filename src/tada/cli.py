@@ -315,8 +315,14 @@ def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs) -> lis
     from .localisation_run import PairSet, preset_sets
     from .localize import check_twins
 
+    if probe is not None and not probe.strip():
+        raise TadaError("the probe text is empty")
     if concept is not None:
         sets = preset_sets([c.strip() for c in concept.split(",") if c.strip()], n_pairs)
+        if probe is not None:
+            if len(sets) > 1:
+                raise TadaError("--probe replaces one concept's probe; give a single --concept with it")
+            sets[0].probe = probe
     elif features is not None:
         from .swaps import feature_sets
 
@@ -324,9 +330,15 @@ def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs) -> lis
             raise TadaError("--features swaps words in captions: give --captions (a text file, CSV or corpus)")
         sets = feature_sets(model, features, captions, n_pairs)
     else:
-        from .swaps import read_pair_csv
+        from .concepts import read_pairs
+        from .swaps import pair_csv_has_header, read_pair_csv
 
-        rows = read_pair_csv(pairs, default_probe=probe)
+        if pair_csv_has_header(pairs):
+            rows = read_pair_csv(pairs, default_probe=probe)
+        elif probe is None:
+            raise TadaError("--pairs rows without a probe column need --probe, the text the scorer looks for")
+        else:
+            rows = [(clean, corrupted, probe) for clean, corrupted in read_pairs(pairs)]
         by_probe: dict[str, list] = {}
         for clean, corrupted, row_probe in rows:
             by_probe.setdefault(row_probe, []).append((clean, corrupted))

@@ -78,9 +78,9 @@ def run_study(
     out = Path(out)
     if out.suffix == ".safetensors":
         raise TadaError(f"--out is a directory (tables, impact.csv, heatmap, summary), not a file: {out}")
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    columns = [c.label for c in columns_for(model, modes, groups, windows)]
+    columns = [c.label for c in columns_for(model, modes, groups, windows)]  # bad sites fail before any write
     settings = sweep_settings(model, seconds, steps, guidance, seed, seeds, batch_pairs, max_rows)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
     job = {
         "modes": modes,
         "groups": groups,

@@ -271,7 +271,7 @@ def sweep_settings(
     }
 
 
-def _token_counts(model: Any, prompt: str) -> tuple[int, ...]:
+def token_counts(model: Any, prompt: str) -> tuple[int, ...]:
     """What must match between twins for a patched text input to fit: lengths and mask sums."""
     encoded = model.encode_prompts([prompt])
     return tuple(
@@ -284,7 +284,7 @@ def _token_counts(model: Any, prompt: str) -> tuple[int, ...]:
 def check_twins(model: Any, pairs: Sequence[tuple[str, str]]) -> None:
     """Refuse, before any generation, twins whose text inputs differ in length."""
     for index, (clean, corrupt) in enumerate(pairs):
-        if _token_counts(model, clean) != _token_counts(model, corrupt):
+        if token_counts(model, clean) != token_counts(model, corrupt):
             raise TadaError(
                 f"pair {index} encodes to different token counts ({clean!r} / {corrupt!r}); patching needs "
                 "twins of equal length (swap one word: 'with violin' -> 'with trumpet', 'fast' -> 'slow')"

@@ -310,13 +310,13 @@ def expressible_pairs(model: Any, pairs: Iterable[Sequence[str]], limit: int | N
     token counts, the ones activation patching can run (``tada.localize.check_twins`` refuses the others);
     in order, the first ``limit`` of them. ``expressible_pairs(model, feature_pairs(pool, name, None), 256)``
     fills a feature's 256 from the whole pool."""
-    from .localize import _token_counts
+    from .localize import token_counts
 
     counts: dict[str, tuple[int, ...]] = {}
 
     def count(prompt: str) -> tuple[int, ...]:
         if prompt not in counts:
-            counts[prompt] = _token_counts(model, prompt)
+            counts[prompt] = token_counts(model, prompt)
         return counts[prompt]
 
     kept = []
@@ -434,3 +434,40 @@ def write_pair_csv(path: str | Path, triples: Iterable[Sequence[str]]) -> Path:
     writer.writerow(PAIR_COLUMNS)
     writer.writerows(tuple(row) for row in triples)
     return write_text(path, buffer.getvalue())
+
+
+# -- pair sets for a localisation study ------------------------------------------------------
+def feature_sets(model: Any, features: str | Sequence[str], captions: str | Path, n_pairs: int | None = None) -> list:
+    """One :class:`~tada.localisation_run.PairSet` per swap feature (``"all"``: the 21, keeping those
+    with any twin ``model`` can patch): the pool's twins of equal token length, at most ``n_pairs``
+    (default the reference's 256) of them."""
+    from .localisation_run import PairSet
+
+    pool = read_caption_pool(captions)
+    names = list(FEATURES) if features in ("all", ["all"]) else _names(features)
+    sets = []
+    for name in names:
+        feature = get_feature(name)
+        twins = expressible_pairs(model, feature_pairs(pool, feature, None), n_pairs or LIMIT)
+        if twins:
+            sets.append(PairSet(feature.name, twins, feature.probe, {"source": str(captions), "feature": name}))
+        elif features not in ("all", ["all"]):
+            raise TadaError(f"{captions} holds no caption that feature {name!r} can swap into twins of equal length")
+    if not sets:
+        raise TadaError(f"{captions} holds no caption any swap feature can turn into twins of equal length")
+    return sets
+
+
+def _names(features: str | Sequence[str]) -> list[str]:
+    names = features.split(",") if isinstance(features, str) else list(features)
+    return [n.strip() for n in names if n.strip()]
+
+
+def pair_csv_has_header(path: str | Path) -> bool:
+    """Whether a pair file starts with a header row naming its columns (clean/corrupted or
+    positive/negative): the three-column twin format rather than headerless (positive, negative) rows."""
+    from .concepts import csv_rows
+
+    rows = csv_rows(path, "prompt-pair")
+    names = {PAIR_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in rows[0][1]} if rows else set()
+    return {"clean", "corrupted"} <= names
