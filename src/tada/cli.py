@@ -225,6 +225,9 @@ def localize(
     captions: Path | None = typer.Option(
         None, help="Caption pool for --features: a text file, a CSV with a caption column, or a corpus directory."
     ),
+    pool_words: bool = typer.Option(
+        False, "--pool-words", help="With --features: only twins whose words all occur in the caption pool."
+    ),
     pairs: Path | None = typer.Option(None, help="CSV of (clean, corrupted[, probe]) twins."),
     probe: str | None = typer.Option(None, help="Probe text for --pairs rows without one."),
     n_pairs: int | None = typer.Option(None, help="Use at most N pairs per concept or feature."),
@@ -275,7 +278,7 @@ def localize(
     if sum(sources) != 1:
         raise TadaError("give exactly one of --concept, --features (with --captions) or --pairs")
     adapter = _load(model, dtype, device, progress=False)
-    sets = _pair_sets(adapter, concept, features, captions, pairs, probe, n_pairs)
+    sets = _pair_sets(adapter, concept, features, captions, pairs, probe, n_pairs, pool_words)
     singles_ = [[name.strip()] for name in sites_.split(",") if name.strip()] if sites_ else None
     if singles_ is None and singles:
         singles_ = [[s.alias] for s in adapter.sites.values() if s.kind == "xattn"]
@@ -310,7 +313,7 @@ def localize(
     typer.echo(f"wrote {out}/impact.csv, summary.md, impact.json, tables/ ({len(summaries)} pair sets)")
 
 
-def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs) -> list:
+def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs, pool_words=False) -> list:
     """The pair sets a `tada localize` call names (exactly one source given)."""
     from .localisation_run import PairSet, preset_sets
     from .localize import check_twins
@@ -328,7 +331,7 @@ def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs) -> lis
 
         if captions is None:
             raise TadaError("--features swaps words in captions: give --captions (a text file, CSV or corpus)")
-        sets = feature_sets(model, features, captions, n_pairs)
+        sets = feature_sets(model, features, captions, n_pairs, pool_words)
     else:
         from .concepts import read_pairs
         from .swaps import pair_csv_has_header, read_pair_csv

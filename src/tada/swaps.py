@@ -437,18 +437,29 @@ def write_pair_csv(path: str | Path, triples: Iterable[Sequence[str]]) -> Path:
 
 
 # -- pair sets for a localisation study ------------------------------------------------------
-def feature_sets(model: Any, features: str | Sequence[str], captions: str | Path, n_pairs: int | None = None) -> list:
+def feature_sets(
+    model: Any,
+    features: str | Sequence[str],
+    captions: str | Path,
+    n_pairs: int | None = None,
+    pool_words: bool = False,
+) -> list:
     """One :class:`~tada.localisation_run.PairSet` per swap feature (``"all"``: the 21, keeping those
     with any twin ``model`` can patch): the pool's twins of equal token length, at most ``n_pairs``
-    (default the reference's 256) of them."""
+    (default the reference's 256) of them. With ``pool_words`` only twins whose words all occur in the
+    pool: for a model trained on the pool's captions alone (tada-mini), the words it can read."""
     from .localisation_run import PairSet
 
     pool = read_caption_pool(captions)
     names = list(FEATURES) if features in ("all", ["all"]) else _names(features)
+    vocabulary = caption_vocabulary(pool) if pool_words else None
     sets = []
     for name in names:
         feature = get_feature(name)
-        twins = expressible_pairs(model, feature_pairs(pool, feature, None), n_pairs or LIMIT)
+        candidates = feature_pairs(pool, feature, None)
+        if vocabulary is not None:
+            candidates = vocabulary_pairs(candidates, vocabulary)
+        twins = expressible_pairs(model, candidates, n_pairs or LIMIT)
         if twins:
             sets.append(PairSet(feature.name, twins, feature.probe, {"source": str(captions), "feature": name}))
         elif features not in ("all", ["all"]):
