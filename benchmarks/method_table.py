@@ -34,9 +34,9 @@ from scipy import stats
 from tqdm import tqdm
 
 from tada.adapters import load_model
-from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs
+from tada.concepts import BASE_PROMPTS, CONCEPTS, concept_pairs, twin_pairs
 from tada.errors import TadaError
-from tada.localize import ImpactTable, check_twins, localize
+from tada.localize import ImpactTable, localize
 from tada.methods import FitRequest, get_method, load_artifact, method_names
 from tada.scorer import Scorer
 
@@ -115,12 +115,7 @@ class Run:
         concept = CONCEPTS[name]
         path = folder / "impact.safetensors"
         if not path.is_file():
-            bases = BASE_PROMPTS[: self.args.localise_pairs]
-            pairs = [concept.pair(b) for b in bases]
-            try:
-                check_twins(self.model, pairs)
-            except TadaError:
-                pairs = [(concept.positive.format(p=b), concept.neutral_prompt(b)) for b in bases]
+            pairs = twin_pairs(name, self.args.localise_pairs)
             localize(
                 self.model,
                 pairs,
