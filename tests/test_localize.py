@@ -154,10 +154,13 @@ def test_patching_every_layer_restores_the_clean_run(tiny_models):
     assert np.array_equal(patched, clean)
 
 
-def test_localisation_resumes_after_a_kill(tiny_models, tmp_path, monkeypatch):
-    model = tiny_models("tada-mini")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_localisation_resumes_after_a_kill(family, tiny_models, tmp_path, monkeypatch):
+    model = tiny_models(family)
     pairs = PAIRS * 2
-    whole = localize(model, pairs, "probe", LoudnessScorer(), batch_pairs=2, progress=False, **FAST)
+    layers = xattn_aliases(model)[:2]
+    job = {"batch_pairs": 2, "modes": ("input", "ablate"), "sites": layers, "progress": False, **FAST}
+    whole = localize(model, pairs, "probe", LoudnessScorer(), **job)
     import tada.runs
 
     saves, original = [], tada.runs.UnitStore.save
@@ -170,14 +173,10 @@ def test_localisation_resumes_after_a_kill(tiny_models, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tada.runs.UnitStore, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        localize(
-            model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w", progress=False, **FAST
-        )
+        localize(model, pairs, "probe", LoudnessScorer(), work_dir=tmp_path / "w", **job)
     monkeypatch.setattr(tada.runs.UnitStore, "save", original)
     assert saves == ["chunk-00000"]
-    resumed = localize(
-        model, pairs, "probe", LoudnessScorer(), batch_pairs=2, work_dir=tmp_path / "w", progress=False, **FAST
-    )
+    resumed = localize(model, pairs, "probe", LoudnessScorer(), work_dir=tmp_path / "w", **job)
     assert torch.equal(resumed.patched, whole.patched) and torch.equal(resumed.clean, whole.clean)
     assert not (tmp_path / "w").exists()
 
