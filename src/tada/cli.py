@@ -246,7 +246,9 @@ def localize(
     guidance: float | None = GUIDANCE_OPT,
     seed: int = typer.Option(0, help="Seed of unit 0; pair i with seed index s uses seed + s * pairs + i."),
     batch_pairs: int = typer.Option(8, help="Units (pair x seed) whose clean and corrupted runs share a batch."),
-    max_rows: int | None = typer.Option(None, help="Samples per patched batch (default 2 x --batch-pairs on CPU, 8 x on GPU)."),
+    max_rows: int | None = typer.Option(
+        None, help="Samples per patched batch (default: 2 x --batch-pairs on CPU, 8 x on GPU)."
+    ),
     bootstrap: int = typer.Option(2000, help="Bootstrap replicates for the 95% intervals."),
     out: Path = typer.Option(..., help="Output directory: tables/, impact.csv, impact.png, summary.md; resumes."),
     json_: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
