@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from tada.errors import TadaError
 from tada.impact_report import (
     CSV_COLUMNS,
     as_json,
     bootstrap_impacts,
     bootstrap_weights,
     plot_heatmaps,
+    plot_windows,
     summarise,
     write_csv,
     write_summary,
@@ -103,3 +105,6 @@ def test_top_two_share_and_the_files(tmp_path):
     assert "xattn_in.0 0.60 [0.60, 0.60]" in text and "0.90 [0.90, 0.90]" in text and "0-0.5" in text
     assert as_json([s])["concepts"]["demo"]["top2"]["input"]["share"] == pytest.approx(0.9)
     assert plot_heatmaps([s, s], tmp_path / "heat.png").stat().st_size > 0
+    assert plot_windows([s], tmp_path / "windows.png").stat().st_size > 0
+    with pytest.raises(TadaError, match="no windowed columns"):
+        plot_windows([summarise(table([1.0], [0.0], [[0.5]]), replicates=100)], tmp_path / "none.png")

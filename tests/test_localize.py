@@ -228,7 +228,8 @@ def test_cli_localize_writes_the_study_and_reuses_finished_tables(tmp_path, monk
     args += ["--group", "xattn.0+xattn.1", "--window", "0-0.5"]
     result = run_cli(*args, "--bootstrap", "200", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out.iterdir()} == {"tables", "impact.csv", "impact.png", "summary.md", "impact.json"}
+    files = {"tables", "impact.csv", "impact.png", "summary.md", "impact.json", "windows.png"}
+    assert {p.name for p in out.iterdir()} == files
     tempo = ImpactTable.load(out / "tables" / "tempo.safetensors")
     assert tempo.probe == "a fast track" and tempo.settings["seeds"] == 1
     # piano's preset negative is the bare prompt: its twins use the neutral wrap of equal length

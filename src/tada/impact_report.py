@@ -269,3 +269,39 @@ def plot_heatmaps(summaries: Sequence[ConceptSummary], path: str | Path) -> Path
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
+    """When a concept is decided: per concept, the impact (with its interval) of each windowed column
+    against the part of the trajectory it covers, one line per (mode, group)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s for s in summaries if any(w != FULL for w in s.table.windows)]
+    if not rows:
+        raise TadaError("no windowed columns to plot")
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.8), squeeze=False, sharey=True)
+    for ax, s in zip(axes[0], rows):
+        lines: dict[tuple[str, str], list[int]] = {}
+        for i, (g, m, w) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows)):
+            if w != FULL:
+                lines.setdefault((m, g), []).append(i)
+        for (mode, group), index in lines.items():
+            for i in index:
+                start, end = s.table.windows[i]
+                ax.plot([start, end], [s.impact[i]] * 2, lw=2)
+                ax.fill_between([start, end], s.low[i], s.high[i], alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(s.name, fontsize=8)
+        ax.set_xlabel("trajectory (start .. end)", fontsize=7)
+        ax.set_xlim(0, 1)
+    axes[0][0].set_ylabel("impact in the window", fontsize=8)
+    fig.suptitle(f"{summaries[0].table.family}: when each concept is decided", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -4,7 +4,8 @@ Each set becomes ``tables/<name>.safetensors`` (an :class:`~tada.localize.Impact
 is done; its partial results sit in ``parts/<name>/`` until then, so a killed study, started again,
 reuses the finished tables and resumes the one it was in. The directory then gets ``impact.csv``
 (site, concept, mode, window, impact, ci_low, ci_high, n), ``impact.png`` (a heatmap per mode),
-``summary.md`` (top layers and the top-two share, with intervals) and ``impact.json``.
+``summary.md`` (top layers and the top-two share, with intervals), ``impact.json``, and with
+step windows ``windows.png`` (impact per part of the trajectory).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from tqdm import tqdm
 
 from .errors import TadaError
 from .files import write_text
-from .impact_report import ConceptSummary, as_json, plot_heatmaps, summarise, write_csv, write_summary
+from .impact_report import (
+    ConceptSummary,
+    as_json,
+    plot_heatmaps,
+    plot_windows,
+    summarise,
+    write_csv,
+    write_summary,
+)
 from .localize import ImpactTable, localize, sweep_settings
 from .patching import FULL, columns_for
 
@@ -142,3 +151,5 @@ def write_report(summaries: Sequence[ConceptSummary], out: Path) -> None:
         plot_heatmaps(summaries, out / "impact.png")
     except TadaError:
         (out / "impact.png").unlink(missing_ok=True)  # only grouped or windowed columns: nothing to draw
+    if any(w != FULL for s in summaries for w in s.table.windows):
+        plot_windows(summaries, out / "windows.png")
