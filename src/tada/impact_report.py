@@ -289,10 +289,15 @@ def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
             if w != FULL:
                 lines.setdefault((m, g), []).append(i)
         for (mode, group), index in lines.items():
+            colour = None
             for i in index:
                 start, end = s.table.windows[i]
-                ax.plot([start, end], [s.impact[i]] * 2, lw=2)
-                ax.fill_between([start, end], s.low[i], s.high[i], alpha=0.2)
+                label = f"{mode} {group}" if colour is None and len(lines) > 1 else None
+                (line,) = ax.plot([start, end], [s.impact[i]] * 2, lw=2, color=colour, label=label)
+                colour = line.get_color()
+                ax.fill_between([start, end], s.low[i], s.high[i], alpha=0.2, color=colour)
+        if len(lines) > 1:
+            ax.legend(fontsize=6)
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(s.name, fontsize=8)
         ax.set_xlabel("trajectory (start .. end)", fontsize=7)
