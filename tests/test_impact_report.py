@@ -96,6 +96,12 @@ def test_top_two_share_and_the_files(tmp_path):
     assert s.shares["input"]["sites"] == ["xattn_in.0", "xattn_in.1"]
     assert s.shares["input"]["share"] == pytest.approx(0.9)
     assert "ablate" not in s.shares  # one ablated column, a group: no single layers to rank
+    assert s.shares["input"]["clear"]
+    # no layer restores anything: no share to speak of
+    flat = summarise(table([1.0, 1.0], [0.0, 0.0], [[0.1, -0.1], [-0.1, 0.1]]), "flat", replicates=200)
+    assert not flat.shares["input"]["clear"]
+    assert "| flat | 2 x 1 |" in write_summary([flat], tmp_path / "flat.md").read_text()
+    assert "no layer above 0" in (tmp_path / "flat.md").read_text()
     path = write_csv([s], tmp_path / "impact.csv")
     rows = list(csv.DictReader(path.open()))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 6

@@ -95,6 +95,8 @@ def summarise(table: ImpactTable, name: str | None = None, replicates: int = 200
             "share": float(point[0]),
             "low": float(s_low),
             "high": float(s_high),
+            # a share of nothing means nothing: only when the top layer's interval is above zero
+            "clear": bool(low[top[0]] > 0),
         }
     weights = bootstrap_weights(table, replicates, seed)
     weights = weights[weights.sum(1) > 0]
@@ -179,7 +181,7 @@ def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: 
         f"Model family {first.family}; impacts with {LEVEL:.0%} bootstrap intervals over pairs and seeds. "
         "Patching (input, output): share of the clean-corrupted probe contrast a column restores; "
         "ablation: share it removes from the clean run. Top-2 share: the two highest single layers' share "
-        "of all positive single-layer impact.",
+        "of all positive single-layer impact (given only where the top layer's interval is above 0).",
         "",
         "| concept | pairs x seeds | contrast | mode | top layers | top-2 share |",
         "|---|---|---|---|---|---|",
@@ -199,7 +201,7 @@ def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: 
             )
             lines.append(
                 f"| {s.name} | {units} | {contrast} | {mode} | {tops} | "
-                f"{_fmt(share['share'], share['low'], share['high'])} |"
+                f"{_fmt(share['share'], share['low'], share['high']) if share['clear'] else 'no layer above 0'} |"
             )
     extra = [
         (s, i)
