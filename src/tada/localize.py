@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -387,32 +386,10 @@ def _block_plan(model: Any, columns: list[Column], captures: dict, n: int) -> di
 
 
 def plot_impacts(tables: Sequence[ImpactTable], path: str | Path) -> Path:
-    """Heatmap of impact, one row per table (concept), one column per site."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Heatmap of impact, one row per table (concept), one column per layer, a panel per mode
+    (:func:`tada.impact_report.plot_heatmaps` without intervals)."""
+    from .impact_report import plot_heatmaps, summarise
 
     if not tables:
         raise TadaError("nothing to plot")
-    labels = [c.label for c in tables[0].columns]
-    if any([c.label for c in t.columns] != labels for t in tables):
-        raise TadaError("the impact tables patch different sites; plot them separately")
-    plain = len({(c.mode, c.window) for c in tables[0].columns}) == 1
-    sites = tables[0].sites if plain else labels
-    values = torch.stack([t.impact for t in tables]).numpy()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(sites), 0.9 + 0.45 * len(tables)))
-    # colours span [-1, 1] so one noisy row cannot wash out the others; the numbers are exact
-    image = ax.imshow(values, cmap="viridis", vmin=-1.0, vmax=1.0)
-    ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tables)), [t.concept or t.probe for t in tables], fontsize=8)
-    for (r, c), v in np.ndenumerate(values):
-        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black")
-    fig.colorbar(image, ax=ax, label="impact (normalised restoration)")
-    ax.set_title(f"{tables[0].family}: activation patching impact", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plot_heatmaps([summarise(t, replicates=100) for t in tables], path)
