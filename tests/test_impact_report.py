@@ -17,6 +17,7 @@ from tada.impact_report import (
     bootstrap_weights,
     plot_heatmaps,
     plot_windows,
+    short_group,
     summarise,
     write_csv,
     write_summary,
@@ -98,6 +99,9 @@ def test_top_two_share_and_the_files(tmp_path):
     assert "ablate" not in s.shares  # one ablated column, a group: no single layers to rank
     assert s.shares["input"]["clear"]
     # no layer restores anything: no share to speak of
+    assert short_group("xattn_in.0+xattn_in.1+xattn_in.2") == "xattn_in.0-2"
+    assert short_group("xattn.2+xattn.4+xattn.5") == "xattn.2+xattn.4+xattn.5"
+    assert short_group("xattn.2+xattn.3") == "xattn.2+xattn.3"
     flat = summarise(table([1.0, 1.0], [0.0, 0.0], [[0.1, -0.1], [-0.1, 0.1]]), "flat", replicates=200)
     assert not flat.shares["input"]["clear"]
     assert "| flat | 2 x 1 |" in write_summary([flat], tmp_path / "flat.md").read_text()

@@ -165,6 +165,19 @@ def as_json(summaries: Sequence[ConceptSummary]) -> dict[str, Any]:
     }
 
 
+def short_group(group: str) -> str:
+    """A group for people: consecutive layers of one kind as a range (``xattn_in.0-7``)."""
+    sites = group.split("+")
+    prefixes = {site.rpartition(".")[0] for site in sites}
+    numbers = [site.rpartition(".")[2] for site in sites]
+    if len(sites) < 3 or len(prefixes) != 1 or not all(n.isdigit() for n in numbers):
+        return group
+    values = [int(n) for n in numbers]
+    if values != list(range(values[0], values[0] + len(values))):
+        return group
+    return f"{prefixes.pop()}.{values[0]}-{values[-1]}"
+
+
 def _fmt(value: float, low: float, high: float) -> str:
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -183,9 +196,12 @@ def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: 
         "ablation: share it removes from the clean run. Top-2 share: the two highest single layers' share "
         "of all positive single-layer impact (given only where the top layer's interval is above 0).",
         "",
-        "| concept | pairs x seeds | contrast | mode | top layers | top-2 share |",
-        "|---|---|---|---|---|---|",
     ]
+    if any(s.shares for s in summaries):
+        lines += [
+            "| concept | pairs x seeds | contrast | mode | top layers | top-2 share |",
+            "|---|---|---|---|---|---|",
+        ]
     for s in summaries:
         units = f"{len(s.table.pairs)} x {int(s.table.units[:, 1].max()) + 1}"
         contrast = _fmt(*s.contrast)
@@ -214,12 +230,13 @@ def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: 
             "",
             "Groups and step windows:",
             "",
-            "| concept | mode | sites | window | impact |",
-            "|---|---|---|---|---|",
+            "| concept | contrast | mode | sites | window | impact |",
+            "|---|---|---|---|---|---|",
         ]
         for s, i in extra:
             lines.append(
-                f"| {s.name} | {s.table.modes[i]} | {s.table.sites[i]} | {format_window(s.table.windows[i])} | "
+                f"| {s.name} | {_fmt(*s.contrast)} | {s.table.modes[i]} | {short_group(s.table.sites[i])} | "
+                f"{format_window(s.table.windows[i])} | "
                 f"{_fmt(s.impact[i], s.low[i], s.high[i])} |"
             )
     return write_text(Path(path), "\n".join(lines) + "\n")
@@ -294,7 +311,7 @@ def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
             colour = None
             for i in index:
                 start, end = s.table.windows[i]
-                label = f"{mode} {group}" if colour is None and len(lines) > 1 else None
+                label = f"{mode} {short_group(group)}" if colour is None and len(lines) > 1 else None
                 (line,) = ax.plot([start, end], [s.impact[i]] * 2, lw=2, color=colour, label=label)
                 colour = line.get_color()
                 ax.fill_between([start, end], s.low[i], s.high[i], alpha=0.2, color=colour)
