@@ -17,6 +17,7 @@ from tada.impact_report import (
     bootstrap_weights,
     plot_heatmaps,
     plot_windows,
+    pooled_profile,
     short_group,
     summarise,
     write_csv,
@@ -118,3 +119,23 @@ def test_top_two_share_and_the_files(tmp_path):
     assert plot_windows([s], tmp_path / "windows.png").stat().st_size > 0
     with pytest.raises(TadaError, match="no windowed columns"):
         plot_windows([summarise(table([1.0], [0.0], [[0.5]]), replicates=100)], tmp_path / "none.png")
+
+
+def test_pooled_profile_averages_concepts_replicate_by_replicate(tmp_path):
+    a = summarise(table([1.0] * 4, [0.0] * 4, [[0.8, 0.1, 0.1]] * 4), "a", replicates=200)
+    rng = np.random.default_rng(1)
+    noisy = (np.array([[0.2, 0.6, 0.0]]) + 0.1 * rng.standard_normal((4, 3))).tolist()
+    b = summarise(table([1.0] * 4, [0.0] * 4, noisy), "b", replicates=200)
+    pooled = pooled_profile([a, b])
+    assert pooled["layers"] == ["xattn_in.0", "xattn_in.1", "xattn_in.2"]
+    assert pooled["impact"] == pytest.approx(((a.impact + b.impact) / 2).tolist())
+    assert pooled["top2"] == ["xattn_in.0", "xattn_in.1"]
+    mean = (a.impact + b.impact) / 2
+    assert pooled["share"] == pytest.approx((mean[0] + mean[1]) / np.clip(mean, 0, None).sum())
+    assert pooled["share_low"] <= pooled["share"] <= pooled["share_high"]
+    # the interval is that of the mean of the two concepts' replicates, replicate by replicate
+    expected = (a.samples[:, 0] + b.samples[:, 0]) / 2
+    assert pooled["low"][0] == pytest.approx(float(np.percentile(expected.numpy(), 2.5)))
+    text = write_summary([a, b], tmp_path / "s.md").read_text()
+    assert "Mean input impact per layer over the 2 concepts; top two xattn_in.0 and xattn_in.1" in text
+    assert as_json([a, b])["pooled"]["input"]["top2"] == ["xattn_in.0", "xattn_in.1"]

@@ -69,6 +69,7 @@ class ConceptSummary:
     high: np.ndarray
     shares: dict[str, dict[str, Any]]  # mode -> {"sites": [a, b], "share": x, "low": y, "high": z}
     contrast: tuple[float, float, float]  # mean, low, high
+    samples: torch.Tensor | None = None  # (replicates, columns) bootstrap impacts
 
 
 def summarise(table: ImpactTable, name: str | None = None, replicates: int = 2000, seed: int = 0) -> ConceptSummary:
@@ -79,11 +80,7 @@ def summarise(table: ImpactTable, name: str | None = None, replicates: int = 200
     impact = table.impact.numpy()
     shares = {}
     for mode in dict.fromkeys(table.modes):
-        single = [
-            i
-            for i, (m, g, w) in enumerate(zip(table.modes, table.sites, table.windows))
-            if m == mode and w == FULL and "+" not in g
-        ]
+        single = list(_single_layers(table, mode).values())
         if len(single) < 2:
             continue
         top = sorted(single, key=lambda i: -impact[i])[:2]
@@ -110,7 +107,48 @@ def summarise(table: ImpactTable, name: str | None = None, replicates: int = 200
         high,
         shares,
         (table.contrast, float(c_low[0]), float(c_high[0])),
+        samples,
     )
+
+
+def _single_layers(table: ImpactTable, mode: str) -> dict[str, int]:
+    """Column index of each single layer patched over the whole run in ``mode``."""
+    return {
+        g: i
+        for i, (g, m, w) in enumerate(zip(table.sites, table.modes, table.windows))
+        if m == mode and w == FULL and "+" not in g
+    }
+
+
+def pooled_profile(summaries: Sequence[ConceptSummary], mode: str = "input") -> dict[str, Any] | None:
+    """The mean impact per layer over concepts (the paper's headline figure: which layers decide concepts
+    in general), with intervals from the concepts' bootstrap replicates averaged replicate by replicate,
+    and the top-2 share of that mean profile. None when the concepts share no single layers in ``mode``."""
+    columns = [_single_layers(s.table, mode) for s in summaries]
+    layers = [g for g in columns[0] if all(g in c for c in columns[1:])] if columns else []
+    if len(layers) < 2 or any(s.samples is None for s in summaries):
+        return None
+    replicates = min(s.samples.shape[0] for s in summaries)
+    stacked = torch.stack([s.samples[:replicates, [c[g] for g in layers]] for s, c in zip(summaries, columns)])
+    mean_samples = stacked.mean(0)  # (replicates, layers)
+    point = np.mean([[s.impact[c[g]] for g in layers] for s, c in zip(summaries, columns)], axis=0)
+    low, high = interval(mean_samples)
+    order = [int(i) for i in np.argsort(-point)]
+    top = order[:2]
+    share = _top_share(mean_samples, top)
+    s_low, s_high = interval(share)
+    return {
+        "mode": mode,
+        "concepts": len(summaries),
+        "layers": layers,
+        "impact": point.tolist(),
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "top2": [layers[i] for i in top],
+        "share": float(_top_share(torch.as_tensor(point)[None], top)[0]),
+        "share_low": float(s_low),
+        "share_high": float(s_high),
+    }
 
 
 def _top_share(impacts: torch.Tensor, top: list[int]) -> torch.Tensor:
@@ -149,8 +187,10 @@ def write_csv(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
 
 
 def as_json(summaries: Sequence[ConceptSummary]) -> dict[str, Any]:
+    modes = dict.fromkeys(m for s in summaries for m in s.table.modes)
     return {
         "level": LEVEL,
+        "pooled": {m: p for m in modes if (p := pooled_profile(summaries, m)) is not None},
         "rows": csv_rows(summaries),
         "concepts": {
             s.name: {
@@ -219,6 +259,21 @@ def write_summary(summaries: Sequence[ConceptSummary], path: str | Path, title: 
                 f"| {s.name} | {units} | {contrast} | {mode} | {tops} | "
                 f"{_fmt(share['share'], share['low'], share['high']) if share['clear'] else 'no layer above 0'} |"
             )
+    for mode in dict.fromkeys(m for s in summaries for m in s.table.modes):
+        pooled = pooled_profile(summaries, mode) if len(summaries) > 1 else None
+        if pooled is None:
+            continue
+        cells = " | ".join(_fmt(v, lo, hi) for v, lo, hi in zip(pooled["impact"], pooled["low"], pooled["high"]))
+        lines += [
+            "",
+            f"Mean {mode} impact per layer over the {pooled['concepts']} concepts; top two "
+            f"{' and '.join(pooled['top2'])}, top-2 share "
+            f"{_fmt(pooled['share'], pooled['share_low'], pooled['share_high'])}:",
+            "",
+            "| " + " | ".join(pooled["layers"]) + " |",
+            "|" + "---|" * len(pooled["layers"]),
+            f"| {cells} |",
+        ]
     extra = [
         (s, i)
         for s in summaries
