@@ -358,20 +358,21 @@ def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
         raise TadaError("no windowed columns to plot")
     fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.8), squeeze=False, sharey=True)
     for ax, s in zip(axes[0], rows):
-        lines: dict[tuple[str, str], list[int]] = {}
+        lines: dict[tuple[str, str, float], list[int]] = {}  # one colour per group and window length
         for i, (g, m, w) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows)):
             if w != FULL:
-                lines.setdefault((m, g), []).append(i)
-        for (mode, group), index in lines.items():
+                lines.setdefault((m, g, round(w[1] - w[0], 6)), []).append(i)
+        groups = {(m, g) for m, g, _ in lines}
+        for (mode, group, width), index in lines.items():
+            name = f"{mode} {short_group(group)}, " if len(groups) > 1 else ""
             colour = None
             for i in index:
                 start, end = s.table.windows[i]
-                label = f"{mode} {short_group(group)}" if colour is None and len(lines) > 1 else None
+                label = f"{name}windows of {width:g}" if colour is None else None
                 (line,) = ax.plot([start, end], [s.impact[i]] * 2, lw=2, color=colour, label=label)
                 colour = line.get_color()
                 ax.fill_between([start, end], s.low[i], s.high[i], alpha=0.2, color=colour)
-        if len(lines) > 1:
-            ax.legend(fontsize=6)
+        ax.legend(fontsize=6)
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(s.name, fontsize=8)
         ax.set_xlabel("trajectory (start .. end)", fontsize=7)
