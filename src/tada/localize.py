@@ -1,16 +1,19 @@
-"""Activation patching: which cross-attention layers decide a concept.
+"""Activation patching: which cross-attention layers decide a concept, and when.
 
 A clean prompt with the concept ("..., with acoustic guitar") and its corrupted twin
 ("..., with electric guitar") are generated from the same noise. The corrupted run is
-then repeated once per layer with the text input of exactly that cross-attention layer
-replaced by the clean run's, at every step and in both guidance passes. A probe text
-("a song with acoustic guitar") scored by a text-audio scorer says how much of the
-concept the one layer restores:
+then repeated with the text input of one cross-attention layer replaced by the clean
+run's, at every step and in both guidance passes (the paper's protocol, mode ``input``).
+A probe text ("a song with acoustic guitar") scored by a text-audio scorer says how much
+of the concept the one layer restores:
 
     I(l) = (mean s_patched(l) - mean s_corrupt) / (mean s_clean - mean s_corrupt)
 
-0 is nothing, 1 is everything (means over the pairs, so one pair whose clean and
-corrupted clips score alike cannot blow the ratio up). The layers with the highest
+0 is nothing, 1 is everything (means over units, so one pair whose clean and corrupted
+clips score alike cannot blow the ratio up). The same sweep patches layers' outputs
+(``output``), zeroes them in the clean run (``ablate``: the share of the contrast removed),
+patches groups of layers and restricts any column to a window of the trajectory
+(:mod:`tada.patching`); :mod:`tada.impact_report` adds intervals. The layers with the highest
 impact are where the model decides the concept; localised steering acts only there.
 """
 
