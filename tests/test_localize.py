@@ -254,3 +254,34 @@ def test_cli_localize_writes_the_study_and_reuses_finished_tables(tmp_path, monk
     assert other.returncode == 2 and "other pairs or settings" in other.stderr
     bad = run_cli("localize", "random-tiny:tada-mini", "--concept", "kazoo", "--out", str(out))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "kazoo" in bad.stderr
+
+
+def test_scores_of_another_scorer_never_mix_on_resume(tiny_models, tmp_path, monkeypatch):
+    from tada.localize import scorer_key
+    from tada.scorer import Scorer
+
+    assert scorer_key(Scorer.load()) == {}  # the shipped scorer keeps older tables' settings as they were
+    assert len(Scorer.load().fingerprint) == 16
+
+    class Fingerprinted(LoudnessScorer):
+        def __init__(self, fingerprint):
+            self.fingerprint = fingerprint
+
+    model = tiny_models("tada-mini")
+    job = {"batch_pairs": 1, "sites": "xattn.0", "progress": False, **FAST}
+    table = localize(model, PAIRS, "probe", Fingerprinted("a" * 16), **job)
+    assert table.settings["scorer"] == "a" * 16
+    import tada.runs
+
+    original = tada.runs.UnitStore.save
+
+    def dying_save(self, key, tensors):
+        original(self, key, tensors)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tada.runs.UnitStore, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        localize(model, PAIRS, "probe", Fingerprinted("a" * 16), work_dir=tmp_path / "w", **job)
+    monkeypatch.setattr(tada.runs.UnitStore, "save", original)
+    with pytest.raises(TadaError, match="different job"):
+        localize(model, PAIRS, "probe", Fingerprinted("b" * 16), work_dir=tmp_path / "w", **job)

@@ -88,7 +88,7 @@ def run_study(
     if out.suffix == ".safetensors":
         raise TadaError(f"--out is a directory (tables, impact.csv, heatmap, summary), not a file: {out}")
     columns = [c.label for c in columns_for(model, modes, groups, windows)]  # bad sites fail before any write
-    settings = sweep_settings(model, seconds, steps, guidance, seed, seeds, batch_pairs, max_rows)
+    settings = sweep_settings(model, seconds, steps, guidance, seed, seeds, batch_pairs, max_rows, scorer)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     job = {
         "modes": modes,

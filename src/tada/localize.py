@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def localize(
         names = sites.split(",") if isinstance(sites, str) else list(sites)
         groups = [[name.strip()] for name in names if name.strip()]
     columns = columns_for(model, modes, groups, windows)
-    settings = sweep_settings(model, seconds, steps, guidance, seed, seeds, batch_pairs, max_rows)
+    settings = sweep_settings(model, seconds, steps, guidance, seed, seeds, batch_pairs, max_rows, scorer)
     config = {
         "family": model.family,
         "width": model.width,
@@ -244,12 +245,33 @@ def localize(
         "pairs": [list(p) for p in pairs],
         **settings,
     }
+
     return run_resumable(
         work_dir,
         config,
         lambda store: _sweep(model, pairs, probe, scorer, columns, settings, store, concept, progress),
         out,
     )
+
+
+@lru_cache(maxsize=1)
+def _shipped_scorer_fingerprint() -> str | None:
+    from .scorer import Scorer
+
+    try:
+        return Scorer.load().fingerprint
+    except TadaError:
+        return None
+
+
+def scorer_key(scorer: Any) -> dict[str, str]:
+    """``{"scorer": fingerprint}`` for a scorer other than the shipped one, so a table or a resumed job
+    never mixes the scores of two scorers; empty for the shipped scorer (and for scorers without a
+    fingerprint), which keeps the settings of tables it scored as they were."""
+    fingerprint = getattr(scorer, "fingerprint", None)
+    if fingerprint is None or fingerprint == _shipped_scorer_fingerprint():
+        return {}
+    return {"scorer": fingerprint}
 
 
 def sweep_settings(
@@ -261,9 +283,11 @@ def sweep_settings(
     seeds: int,
     batch_pairs: int,
     max_rows: int | None,
+    scorer: Any = None,
 ) -> dict[str, Any]:
     """The settings an impact table records (and a resumed or reused table must match)."""
     return {
+        **scorer_key(scorer),
         **model.sampler_settings(seconds, steps, guidance),
         "seed": seed,
         "seeds": seeds,

@@ -10,6 +10,7 @@ over layers; 0 for identical clips, symmetric.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +58,17 @@ class Scorer:
         except (OSError, ValueError, RuntimeError) as exc:
             raise TadaError(f"cannot load scorer weights from {directory}: {exc}") from None
         return cls(model, device)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the weights: which scorer made a set of scores (a resumed job checks it)."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     @property
     def encoder(self) -> SentenceEncoder:
