@@ -1,1 +1,1 @@
-"""The benchmark: steering variants compared concept by concept, with the paper's metrics."""
+"""The steering benchmark (``tada bench``): clips at many strengths, scored per clip."""
