@@ -79,10 +79,23 @@ class Scorer:
     def _features(self, clip: Audio, sr: int) -> torch.Tensor:
         return features.clip_features(features.to_mono_16k(clip, sr)).to(self.device)
 
+    def clip_features(self, audio: Audio | Sequence[Audio], sr: int) -> list[torch.Tensor]:
+        """What the model reads of each clip, ``(N_FEATURES, time)``; clips of one length share one
+        batched transform (the constant-Q filter bank is built once per batch, not once per clip)."""
+        waves = [features.to_mono_16k(clip, sr) for clip in _clips(audio)]
+        out: list[torch.Tensor] = [torch.empty(0)] * len(waves)
+        for length in dict.fromkeys(w.shape[-1] for w in waves):
+            rows = [i for i, w in enumerate(waves) if w.shape[-1] == length]
+            for start in range(0, len(rows), BATCH):
+                chunk = rows[start : start + BATCH]
+                feats = features.clip_features(torch.stack([waves[i] for i in chunk])).to(self.device)
+                for j, i in enumerate(chunk):
+                    out[i] = feats[j]
+        return out
+
     @torch.no_grad()
-    def embed_audio(self, audio: Audio | Sequence[Audio], sr: int) -> torch.Tensor:
-        """Unit-norm embeddings ``(clips, dim)``; clips of equal length are run together, BATCH at a time."""
-        feats = [self._features(clip, sr) for clip in _clips(audio)]
+    def embed_features(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Unit-norm embeddings ``(clips, dim)`` of :meth:`clip_features`; equal lengths run together."""
         out = torch.empty(len(feats), self.model.config.embed_dim, device=self.device)
         for frames in {f.shape[-1] for f in feats}:
             same = [i for i, f in enumerate(feats) if f.shape[-1] == frames]
@@ -90,6 +103,10 @@ class Scorer:
                 rows = same[start : start + BATCH]
                 out[rows] = self.model.audio_embedding(torch.stack([feats[i] for i in rows]))
         return out.cpu()
+
+    def embed_audio(self, audio: Audio | Sequence[Audio], sr: int) -> torch.Tensor:
+        """Unit-norm embeddings ``(clips, dim)``."""
+        return self.embed_features(self.clip_features(audio, sr))
 
     @torch.no_grad()
     def embed_text(self, texts: str | Sequence[str]) -> torch.Tensor:
@@ -104,10 +121,15 @@ class Scorer:
         """Cosine similarity ``(clips, texts)``, in [-1, 1]."""
         return self.embed_audio(audio, sr) @ self.embed_text(texts).T
 
-    @torch.no_grad()
     def preservation_distance(self, a: Audio, b: Audio, sr: int) -> float:
         """LPAPS-like distance between two clips; the longer one is cropped to the shorter's length."""
-        feat_a, feat_b = self._features(a, sr), self._features(b, sr)
+        feat_a, feat_b = self.clip_features([a, b], sr)
+        return self.feature_distance(feat_a, feat_b)
+
+    @torch.no_grad()
+    def feature_distance(self, feat_a: torch.Tensor, feat_b: torch.Tensor) -> float:
+        """The preservation distance of two clips' :meth:`clip_features` (so a clip compared with many
+        others is transformed once)."""
         frames = min(feat_a.shape[-1], feat_b.shape[-1])
         layers_a = self.model.layer_features(feat_a[None, :, :frames])
         layers_b = self.model.layer_features(feat_b[None, :, :frames])
