@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from tada.bench.plan import BenchSettings, Variant, linear_grid, parse_variants, switch_grid
-from tada.bench.prompts import GROUPS, TUNING_PROMPTS, all_test_prompts, concept_words_in, group_of, test_prompts
+from tada.bench.prompts import GROUPS, TUNING_PROMPTS, all_test_prompts, concept_words_in, group_of
+from tada.bench.prompts import test_prompts as first_test_prompts
 from tada.bench.store import BenchStore, ClipRow
 from tada.concepts import BASE_PROMPTS
 from tada.errors import TadaError
@@ -37,10 +39,10 @@ def test_prompts_are_neutral_spread_and_held_out():
     assert len(set(prompts)) == 100 and len(set(prompts) | set(TUNING_PROMPTS)) == 120
     assert not [p for p in [*prompts, *TUNING_PROMPTS] if concept_words_in(p)]
     assert not set(prompts + list(TUNING_PROMPTS)) & set(BASE_PROMPTS)
-    assert {group_of(p) for p in test_prompts(10)} == set(GROUPS)
+    assert {group_of(p) for p in first_test_prompts(10)} == set(GROUPS)
     assert concept_words_in("a fast song with piano") == ["piano", "fast"]
     with pytest.raises(TadaError, match="1 to 100"):
-        test_prompts(101)
+        first_test_prompts(101)
 
 
 def test_variants_and_grids():
@@ -122,10 +124,15 @@ class _DyingExecutor:
             yield result
 
 
-def _run(out: Path, executor: str = "local", die_after: int | None = None, **ray):
+def _run(out: Path, executor: str = "local", die_after: int | None = None, reference: Path | None = None, **ray):
+    """Run (or resume) the tiny benchmark in ``out``; ``reference``: a run whose quality reference to reuse
+    (rendering the held-out corpus clips is the slowest unit, and its file is the same in every run)."""
     from tada.bench.executors import make_executor
     from tada.bench.run import BenchRun
 
+    if reference is not None and not (out / "quality-reference.safetensors").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(reference / "quality-reference.safetensors", out / "quality-reference.safetensors")
     settings = BenchSettings(**TINY)
     run = BenchRun(settings, out)
     ex = make_executor(executor, settings, out, threads=1, **ray)
@@ -184,7 +191,8 @@ def test_kill_and_resume_give_identical_results(tiny_run, tmp_path):
     from tada.bench.run import BenchRun
 
     out = tmp_path / "run"
-    _run(out, die_after=3)  # killed among the fits (1 localise + 4 fits + 1 target + 4 calibrations + ...)
+    # killed among the fits (1 reference + 1 localise + 4 fits + 1 target + 4 calibrations + 1 baseline + 8 sweeps)
+    _run(out, die_after=3, reference=tiny_run)
     run = BenchRun(BenchSettings(**TINY), out)
     assert len(run.store.units()) == 3 and run.pending("fit")
     run.close()
@@ -199,5 +207,5 @@ def test_kill_and_resume_give_identical_results(tiny_run, tmp_path):
 def test_ray_executor_agrees_with_local(tiny_run, tmp_path):
     pytest.importorskip("ray", reason="the Ray executor needs ray (installed by make)")
     out = tmp_path / "ray-run"
-    _run(out, executor="ray", workers=2)
+    _run(out, executor="ray", workers=2, reference=tiny_run)
     assert _dump(out) == _dump(tiny_run)

@@ -11,7 +11,9 @@ from ..errors import TadaError
 
 
 def bench(
-    model: str = typer.Argument(..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."),
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."
+    ),
     concepts: str = typer.Option("all", help="Concept presets, comma-separated, or 'all'."),
     methods: str = typer.Option(
         "all", help="Methods (each global and localised) or variants (caa-local), comma-separated, or 'all'."
@@ -37,7 +39,7 @@ def bench(
     ),
     sae: Path | None = typer.Option(None, help="Trained SAEs for the sae variants (`tada sae train` output)."),
     reference_clips: int = typer.Option(
-        500, help="Held-out corpus clips the quality reference is made of (0: measure no quality)."
+        512, help="Held-out corpus clips the quality reference is made of (0: measure no quality)."
     ),
     metrics: str = typer.Option("probe", help="Alignment metrics: probe (offline scorer), clap, muq; comma-separated."),
     clap: str | None = typer.Option(None, help="CLAP weights directory (e.g. laion/larger_clap_music) for 'clap'."),
@@ -93,8 +95,11 @@ def bench(
             for folder in artifacts:
                 taken = run.adopt_artifacts(folder)
                 if taken:
-                    typer.echo(f"artifacts from {folder}: {len(taken)} ({', '.join(taken[:4])}{', ...' if len(taken) > 4 else ''})")
-            ex = make_executor(executor, settings, out, address=ray_address, workers=workers, threads=threads, clap=clap, muq=muq)
+                    more = ", ..." if len(taken) > 4 else ""
+                    typer.echo(f"artifacts from {folder}: {len(taken)} ({', '.join(taken[:4])}{more})")
+            ex = make_executor(
+                executor, settings, out, address=ray_address, workers=workers, threads=threads, clap=clap, muq=muq
+            )
             try:
                 run.run(ex)
             finally:

@@ -96,8 +96,14 @@ class RayExecutor:
 
 
 def make_executor(
-    kind: str, settings: BenchSettings, out: Path, *, address: str | None = None, workers: int | None = None,
-    threads: int | None = None, **plugins: Any,
+    kind: str,
+    settings: BenchSettings,
+    out: Path,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    **plugins: Any,
 ) -> LocalExecutor | RayExecutor:
     if kind == "local":
         if address:

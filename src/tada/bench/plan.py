@@ -127,7 +127,7 @@ class BenchSettings:
     metrics: list[str] = field(default_factory=lambda: ["probe"])
     seed_offset: int = 0
     tuning_seed: int = 100_000
-    reference_clips: int = 500  # held-out corpus clips the quality reference is made of (0: no quality)
+    reference_clips: int = 512  # held-out corpus clips the quality reference is made of (0: no quality)
     scorer: str = "shipped"
     sae: str | None = None
     impact: str | None = None
@@ -144,7 +144,9 @@ class BenchSettings:
         validate.integer("top", self.top, 1, 1000, "localised layers")
         validate.integer("reference_clips", self.reference_clips, 0, 1_000_000, "held-out corpus clips")
         if 0 < self.reference_clips <= 16:
-            raise TadaError("--reference-clips needs more than 16 clips (the quality reference keeps 16 components), or 0")
+            raise TadaError(
+                "--reference-clips needs more than 16 clips (the quality reference keeps 16 components), or 0"
+            )
         if not self.overshoot >= 1.0:
             raise TadaError(f"--overshoot must be at least 1 (the grid must reach the cutoff); got {self.overshoot}")
         for name in self.variants:

@@ -36,7 +36,9 @@ def grid_of(run: Any, concept: str, variant: str) -> list[float] | None:
     return sorted({0.0, *(float(a) for d in DIRECTIONS for a in result[d]["grid"])})
 
 
-def load_sweeps(run: Any, quality: Any = None) -> tuple[dict[str, dict[str, Sweep]], dict[str, dict[str, Any]], list[str]]:
+def load_sweeps(
+    run: Any, quality: Any = None
+) -> tuple[dict[str, dict[str, Sweep]], dict[str, dict[str, Any]], list[str]]:
     """Complete sweeps per concept and variant (``quality``: a QualityReference for per-clip typicality),
     the raw rows (for the Frechet distances) and what is still missing."""
     from .metrics import typicality
@@ -79,10 +81,15 @@ def frechet_table(
     from .metrics import frechet_distance
 
     table: dict[str, dict[str, float]] = {}
-    baseline = [rows.embeddings[list(rows.alphas).index(0.0)].reshape(-1, rows.embeddings.shape[-1])
-                for per in raw.values() for rows in list(per.values())[:1]]
+    baseline = [
+        rows.embeddings[list(rows.alphas).index(0.0)].reshape(-1, rows.embeddings.shape[-1])
+        for per in raw.values()
+        for rows in list(per.values())[:1]
+    ]
     if baseline:
-        table["baseline (alpha 0)"] = {f"fd@{f:.2f}": frechet_distance(np.concatenate(baseline), quality) for f in FD_POINTS}
+        table["baseline (alpha 0)"] = {
+            f"fd@{f:.2f}": frechet_distance(np.concatenate(baseline), quality) for f in FD_POINTS
+        }
     for variant in variants:
         row: dict[str, float] = {}
         for fraction in FD_POINTS:
@@ -195,7 +202,9 @@ def plot_curves(run: Any, concept: str, sweeps: dict[str, Sweep], bench: Concept
     return path
 
 
-def write_report(run: Any, replicates: int = 1000, seed: int = 0, clap: str | None = None, muq: str | None = None) -> dict[str, Path]:
+def write_report(
+    run: Any, replicates: int = 1000, seed: int = 0, clap: str | None = None, muq: str | None = None
+) -> dict[str, Path]:
     s = run.settings
     out = run.out
     quality = load_quality(run)
@@ -264,13 +273,15 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0, clap: str | No
         if with_quality:
             fd = frechet_table(benches, raw, quality, [v for v in s.variants if any(v in r for r in raw.values())])
             head = ["variant", *(f"FD at {f:.2f} x cutoff" for f in FD_POINTS)]
-            rows = [[k if k.startswith("baseline") else Variant.parse(k).label, *(f"{v:.3f}" for v in r.values())]
-                    for k, r in fd.items()]
+            rows = [
+                [k if k.startswith("baseline") else Variant.parse(k).label, *(f"{v:.3f}" for v in r.values())]
+                for k, r in fd.items()
+            ]
             lines += [
                 "## Quality: Frechet distance to held-out corpus audio",
                 "",
-                "Scorer embeddings of the clips at the grid point nearest each preservation point, pooled over concepts "
-                "and directions, against held-out corpus clips (lower is closer to real music).",
+                "Scorer embeddings of the clips at the grid point nearest each preservation point, pooled over "
+                "concepts and directions, against held-out corpus clips (lower is closer to real music).",
                 "",
                 *markdown_table(head, rows),
                 "",
@@ -281,10 +292,20 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0, clap: str | No
         png = plot_curves(run, concept, sweeps[concept], bench, metrics[0], out / f"curves-{concept}.png")
         head, rows = main_rows(bench, metrics, with_quality)
         cut = " / ".join(bench.cutoffs[f"cutoff_{d}"].fmt() for d in DIRECTIONS)
-        lines += [f"## {concept}", "", f"Cutoff (pos / neg): {cut}", "", *markdown_table(head, rows), "",
-                  f"![{concept}]({png.name})", ""]
+        lines += [
+            f"## {concept}",
+            "",
+            f"Cutoff (pos / neg): {cut}",
+            "",
+            *markdown_table(head, rows),
+            "",
+            f"![{concept}]({png.name})",
+            "",
+        ]
         result["concepts"][concept] = bench_json(bench)
-        html_parts.append(html_table(concept, head, rows) + f'<img src="{png.name}" width="900">' + audio_html(run, concept))
+        html_parts.append(
+            html_table(concept, head, rows) + f'<img src="{png.name}" width="900">' + audio_html(run, concept)
+        )
     if missing:
         lines += ["## Not yet complete", "", *(f"* {m}" for m in missing), ""]
     c = result["cost"]
@@ -335,14 +356,14 @@ def audio_html(run: Any, concept: str) -> str:
     parts = []
     base = example_path(run.out, concept, "baseline", 0.0)
     if base.is_file():
-        parts.append(f"<p>alpha 0: <audio controls preload=none src=\"{base.relative_to(run.out)}\"></audio></p>")
+        parts.append(f'<p>alpha 0: <audio controls preload=none src="{base.relative_to(run.out)}"></audio></p>')
     for variant in run.settings.variants:
         folder = run.out / "audio" / concept / variant
         if not folder.is_dir():
             continue
         clips = sorted(folder.glob("*.wav"), key=lambda p: float(p.stem.removeprefix("alpha")))
         players = "".join(
-            f"<span>{html.escape(p.stem)} <audio controls preload=none src=\"{p.relative_to(run.out)}\"></audio></span> "
+            f'<span>{html.escape(p.stem)} <audio controls preload=none src="{p.relative_to(run.out)}"></audio></span> '
             for p in clips
         )
         parts.append(f"<p><b>{html.escape(Variant.parse(variant).label)}</b>: {players}</p>")

@@ -116,8 +116,7 @@ class BenchRun:
                 target = self._result(f"target/{c}")
                 targets = {d: target[d]["target"] for d in DIRECTIONS}
                 out += [
-                    Unit("calibrate", f"calibrate/{c}/{v.name}", c, v.name, {"targets": targets})
-                    for v in self.variants
+                    Unit("calibrate", f"calibrate/{c}/{v.name}", c, v.name, {"targets": targets}) for v in self.variants
                 ]
         elif stage == "baseline":
             out = [

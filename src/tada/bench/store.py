@@ -181,8 +181,14 @@ class BenchStore:
 
     # -- clips --------------------------------------------------------------------------
     def sweep(
-        self, variant: str, concept: str, alphas: Sequence[float], prompts: int, seeds: Sequence[int],
-        metrics: Sequence[str], baseline_variant: str = "baseline",
+        self,
+        variant: str,
+        concept: str,
+        alphas: Sequence[float],
+        prompts: int,
+        seeds: Sequence[int],
+        metrics: Sequence[str],
+        baseline_variant: str = "baseline",
     ) -> SweepRows:
         """The clips of ``variant`` on ``concept`` at ``alphas`` (alpha 0 from the concept's baseline clips).
 
@@ -222,4 +228,6 @@ class BenchStore:
         if embeddings is None:
             embeddings = np.full((*shape, 1), np.nan, dtype=np.float32)
         complete = bool(np.isfinite(preservation).all() and all(np.isfinite(v).all() for v in alignment.values()))
-        return SweepRows(alphas, np.arange(prompts), np.asarray(seed_list), preservation, alignment, embeddings, complete)
+        return SweepRows(
+            alphas, np.arange(prompts), np.asarray(seed_list), preservation, alignment, embeddings, complete
+        )

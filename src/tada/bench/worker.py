@@ -62,8 +62,14 @@ def example_path(out: Path, concept: str, variant: str, alpha: float) -> Path:
 class Worker:
     """Runs units for one benchmark run directory; loads what it needs on first use."""
 
-    def __init__(self, settings: BenchSettings | dict[str, Any], out: str | Path, threads: int | None = None,
-                 clap: str | None = None, muq: str | None = None):
+    def __init__(
+        self,
+        settings: BenchSettings | dict[str, Any],
+        out: str | Path,
+        threads: int | None = None,
+        clap: str | None = None,
+        muq: str | None = None,
+    ):
         self.settings = settings if isinstance(settings, BenchSettings) else BenchSettings(**settings)
         self.out = Path(out)
         self.clap, self.muq = clap, muq
@@ -106,7 +112,9 @@ class Worker:
         """Clips ``(n, channels, frames)``, generated ``batch`` at a time."""
         batch, out = self.settings.batch, []
         for i in range(0, len(prompts), batch):
-            result = self.model.generate(list(prompts[i : i + batch]), seed=list(seeds[i : i + batch]), **self.generation())
+            result = self.model.generate(
+                list(prompts[i : i + batch]), seed=list(seeds[i : i + batch]), **self.generation()
+            )
             out.append(result.samples)
         return np.concatenate(out)
 
@@ -189,14 +197,17 @@ class Worker:
         return load_artifact(path)
 
     # -- distances on the tuning prompts ---------------------------------------------------------
-    def _tuning(self, concept: str) -> tuple[list[str], list[int], np.ndarray]:
-        """The tuning prompts in the concept's neutral wrap, their seeds, and their unsteered clips."""
+    def _tuning(self, concept: str) -> tuple[list[str], list[int], list[torch.Tensor]]:
+        """The tuning prompts in the concept's neutral wrap, their seeds, and their unsteered clips'
+        scorer features."""
         wrap = CONCEPTS[concept]
         prompts = [wrap.neutral_prompt(p) for p in tuning_prompts(self.settings.tuning_prompts)]
         seeds = [self.settings.tuning_seed + i for i in range(len(prompts))]
-        return prompts, seeds, self.generate(prompts, seeds)
+        return prompts, seeds, self.scorer.clip_features(list(self.generate(prompts, seeds)), self.model.sample_rate)
 
-    def _distance(self, artifact: Any, alpha: float, prompts: list[str], seeds: list[int], plain: np.ndarray) -> float:
+    def _distance(
+        self, artifact: Any, alpha: float, prompts: list[str], seeds: list[int], plain: list[torch.Tensor]
+    ) -> float:
         """Mean preservation distance of the steered tuning clips to the plain ones (inf if the audio blew up)."""
         try:
             with artifact.apply(self.model, alpha):
@@ -205,8 +216,8 @@ class Worker:
             if "non-finite" in str(exc):
                 return float("inf")
             raise
-        sr = self.model.sample_rate
-        return float(np.mean([self.scorer.preservation_distance(a, b, sr) for a, b in zip(steered, plain)]))
+        feats = self.scorer.clip_features(list(steered), self.model.sample_rate)
+        return float(np.mean([self.scorer.feature_distance(f, p) for f, p in zip(feats, plain)]))
 
     def _target(self, unit: Unit) -> tuple[dict[str, Any], list[ClipRow]]:
         """The cutoff on the tuning prompts: how far the full prompt swap moves the audio, per direction
@@ -243,7 +254,7 @@ class Worker:
             sign = 1.0 if direction == "pos" else -1.0
             probes: list[tuple[float, float]] = []
 
-            def probe(a: float) -> float:
+            def probe(a: float, sign: float = sign, probes: list = probes) -> float:
                 d = self._distance(artifact, sign * a, prompts, seeds, plain)
                 probes.append((a, d))
                 return d
@@ -287,22 +298,36 @@ class Worker:
         return prompts, [s for _, s in index], index
 
     def _score(
-        self, clips: np.ndarray, plain: np.ndarray | None, concept: str, variant: str, alpha: float,
+        self,
+        clips: np.ndarray,
+        plain: list[torch.Tensor] | None,
+        concept: str,
+        variant: str,
+        alpha: float,
         index: list[tuple[int, int]],
     ) -> list[ClipRow]:
+        """Every metric of every clip; the scorer transforms each clip once (``plain``: the alpha-0
+        clips' scorer features, in the same order, for the preservation distance)."""
         sr = self.model.sample_rate
         probe_text = CONCEPTS[concept].probe
-        aligned = {m.name: np.asarray(m.score(list(clips), sr, probe_text), dtype=float) for m in self.alignments}
-        embeddings = self.scorer.embed_audio(list(clips), sr).numpy()
+        feats = self.scorer.clip_features(list(clips), sr)
+        embeddings = self.scorer.embed_features(feats)
+        aligned = {}
+        for metric in self.alignments:
+            if metric.name == "probe":  # Scorer.similarity, from the embeddings already at hand
+                aligned["probe"] = (embeddings @ self.scorer.embed_text(probe_text).T)[:, 0].double().numpy()
+            else:
+                aligned[metric.name] = np.asarray(metric.score(list(clips), sr, probe_text), dtype=float)
         rows = []
         for i, (p, s) in enumerate(index):
-            pres = 0.0 if plain is None else float(self.scorer.preservation_distance(clips[i], plain[i], sr))
-            rows.append(
-                ClipRow(variant, concept, float(alpha), p, s, pres, embeddings[i], {k: float(v[i]) for k, v in aligned.items()})
-            )
+            pres = 0.0 if plain is None else self.scorer.feature_distance(feats[i], plain[i])
+            values = {k: float(v[i]) for k, v in aligned.items()}
+            rows.append(ClipRow(variant, concept, float(alpha), p, s, pres, embeddings[i].numpy(), values))
         return rows
 
-    def _save_examples(self, unit: Unit, clips: np.ndarray, index: list[tuple[int, int]], variant: str, alpha: float) -> None:
+    def _save_examples(
+        self, unit: Unit, clips: np.ndarray, index: list[tuple[int, int]], variant: str, alpha: float
+    ) -> None:
         example = (0, self.settings.seed_list[0])
         if example in index:
             clip = clips[index.index(example)]
@@ -314,8 +339,12 @@ class Worker:
         write_safetensors(
             baseline_path(self.out, unit.concept, tuple(unit.payload["chunk"])),
             {"audio": torch.from_numpy(np.ascontiguousarray(clips))},
-            {"format": BASELINE_FORMAT, "format_version": "1", "concept": unit.concept,
-             "sample_rate": str(self.model.sample_rate)},
+            {
+                "format": BASELINE_FORMAT,
+                "format_version": "1",
+                "concept": unit.concept,
+                "sample_rate": str(self.model.sample_rate),
+            },
         )
         self._save_examples(unit, clips, index, "baseline", 0.0)
         return {"clips": len(clips)}, self._score(clips, None, unit.concept, "baseline", 0.0, index)
@@ -327,14 +356,19 @@ class Worker:
         if not path.is_file():
             raise TadaError(f"{path} is missing: the baseline stage of this run has not finished")
         return read_artifact(
-            path, BASELINE_FORMAT, "1", ("concept",), "benchmark baseline", lambda tensors, meta: tensors["audio"].numpy()
+            path,
+            BASELINE_FORMAT,
+            "1",
+            ("concept",),
+            "benchmark baseline",
+            lambda tensors, meta: tensors["audio"].numpy(),
         )
 
     def _sweep(self, unit: Unit) -> tuple[dict[str, Any], list[ClipRow]]:
         variant = unit.variant or ""
         artifact = self.artifact(unit.concept, variant)
         prompts, seeds, index = self._chunk(unit)
-        plain = self._plain(unit)
+        plain = self.scorer.clip_features(list(self._plain(unit)), self.model.sample_rate)
         rows: list[ClipRow] = []
         blown: list[float] = []
         for alpha in unit.payload["alphas"]:
