@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from . import validate
+from .bench.cli import bench as bench_command
 from .data.cli import data_app
 from .errors import TadaError
 from .sae.cli import sae_app
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(sae_app, name="sae")
+app.command(name="bench")(bench_command)
 
 MODEL_ARG = typer.Argument(
     ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."

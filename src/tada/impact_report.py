@@ -2,8 +2,9 @@
 
 Intervals are percentile bootstraps over pairs and noise seeds, crossed: each replicate draws the
 pairs with replacement and, independently, the seed indices, and weighs every (pair, seed) unit by
-how often both were drawn. Impact is a ratio of means (see :class:`tada.localize.ImpactTable`), so
-each replicate recomputes it from the reweighted means rather than averaging per-pair ratios.
+how often both were drawn (:func:`tada.bootstrap.crossed_weights`, shared with the benchmark summary).
+Impact is a ratio of means (see :class:`tada.localize.ImpactTable`), so each replicate recomputes it
+from the reweighted means rather than averaging per-pair ratios.
 """
 
 from __future__ import annotations
@@ -18,28 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bootstrap import LEVEL, crossed_weights, interval
 from .errors import TadaError
 from .files import write_text
 from .localize import ImpactTable, impact_of
 from .patching import FULL, format_window
 
 CSV_COLUMNS = ("site", "concept", "mode", "window", "impact", "ci_low", "ci_high", "n")
-LEVEL = 0.95
 
 
 def bootstrap_weights(table: ImpactTable, replicates: int, seed: int = 0) -> torch.Tensor:
     """``(replicates, units)`` weights: the count of the unit's pair times the count of its seed index."""
-    pair, seed_index = table.units[:, 0], table.units[:, 1]
-    n_pairs, n_seeds = int(pair.max()) + 1, int(seed_index.max()) + 1
-    gen = torch.Generator().manual_seed(seed)
-    pair_counts = _counts(torch.randint(n_pairs, (replicates, n_pairs), generator=gen), n_pairs)
-    seed_counts = _counts(torch.randint(n_seeds, (replicates, n_seeds), generator=gen), n_seeds)
-    return (pair_counts[:, pair] * seed_counts[:, seed_index]).double()
-
-
-def _counts(draws: torch.Tensor, n: int) -> torch.Tensor:
-    counts = torch.zeros(draws.shape[0], n, dtype=torch.long)
-    return counts.scatter_add_(1, draws, torch.ones_like(draws))
+    return crossed_weights(table.units[:, 0], table.units[:, 1], replicates, seed)
 
 
 def bootstrap_impacts(table: ImpactTable, replicates: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -48,14 +39,6 @@ def bootstrap_impacts(table: ImpactTable, replicates: int = 2000, seed: int = 0)
     weights = weights[weights.sum(1) > 0]
     norm = weights / weights.sum(1, keepdim=True)
     return impact_of(norm @ table.clean, norm @ table.corrupt, norm @ table.patched, table.modes)
-
-
-def interval(samples: torch.Tensor, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval along the first dimension (non-finite replicates, from a contrast of 0, skipped)."""
-    values = samples.numpy()
-    low, high = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    with np.errstate(all="ignore"):
-        return np.nanpercentile(np.where(np.isfinite(values), values, np.nan), [low, high], axis=0)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The steering benchmark (``tada bench``): clips at many strengths, scored per clip."""
