@@ -209,3 +209,28 @@ def test_ray_executor_agrees_with_local(tiny_run, tmp_path):
     out = tmp_path / "ray-run"
     _run(out, executor="ray", workers=2, reference=tiny_run)
     assert _dump(out) == _dump(tiny_run)
+
+
+def test_fitted_artifacts_are_adopted_only_where_they_match(tiny_run, tmp_path):
+    from tada.bench.run import BenchRun
+
+    out = tmp_path / "adopting"
+    (out / "impact").mkdir(parents=True)
+    shutil.copyfile(tiny_run / "impact" / "piano.safetensors", out / "impact" / "piano.safetensors")
+    run = BenchRun(BenchSettings(**TINY), out)
+    try:
+        taken = run.adopt_artifacts(tiny_run / "artifacts")
+        assert sorted(taken) == sorted(f"piano/{v}" for v in TINY["variants"])
+        assert (out / "artifacts" / "piano" / "caa-local.safetensors").read_bytes() == (
+            tiny_run / "artifacts" / "piano" / "caa-local.safetensors"
+        ).read_bytes()
+    finally:
+        run.close()
+    other = tmp_path / "other-fit"
+    (other / "impact").mkdir(parents=True)
+    shutil.copyfile(tiny_run / "impact" / "piano.safetensors", other / "impact" / "piano.safetensors")
+    run = BenchRun(BenchSettings(**{**TINY, "fit_pairs": 3}), other)
+    try:  # fitted on 2 base prompts, not 3: not this run's artifacts
+        assert [t for t in run.adopt_artifacts(tiny_run / "artifacts") if "caa" in t] == []
+    finally:
+        run.close()

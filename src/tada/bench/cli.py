@@ -35,7 +35,9 @@ def bench(
         None, help="Impact tables to localise with ({concept}.safetensors or a `tada localize --out` directory)."
     ),
     artifacts: list[Path] = typer.Option(
-        [], "--artifacts", help="Folders of fitted artifacts to reuse (matched by their metadata); repeatable."
+        [],
+        "--artifacts",
+        help="Folders of fitted artifacts to reuse (same method, concept, scope, fit pairs, layers); repeatable.",
     ),
     sae: Path | None = typer.Option(None, help="Trained SAEs for the sae variants (`tada sae train` output)."),
     reference_clips: int = typer.Option(
@@ -92,16 +94,11 @@ def bench(
                 taken = run.adopt_impact_tables(impact)
                 if taken:
                     typer.echo(f"impact tables from {impact}: {', '.join(taken)}")
-            for folder in artifacts:
-                taken = run.adopt_artifacts(folder)
-                if taken:
-                    more = ", ..." if len(taken) > 4 else ""
-                    typer.echo(f"artifacts from {folder}: {len(taken)} ({', '.join(taken[:4])}{more})")
             ex = make_executor(
                 executor, settings, out, address=ray_address, workers=workers, threads=threads, clap=clap, muq=muq
             )
             try:
-                run.run(ex)
+                run.run(ex, adopt=artifacts)
             finally:
                 ex.close()
         paths = write_report(run, replicates=bootstrap, clap=clap, muq=muq)

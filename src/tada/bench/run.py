@@ -58,10 +58,21 @@ class BenchRun:
                     break
         return taken
 
+    def local_sites(self, concept: str) -> list[str]:
+        """The layers a localised variant acts on: the top of the concept's impact table (input patching)."""
+        from ..localize import ImpactTable
+
+        return ImpactTable.load(impact_path(self.out, concept)).top(self.settings.top, "input")
+
     def adopt_artifacts(self, directory: str | Path) -> list[str]:
         """Copy fitted artifacts found under ``directory`` (any layout: each file's metadata says its
-        method, concept and scope) into the run, for the variants that lack one; returns what was taken."""
+        method, concept and scope) into the run, for the variants that lack one, when they were fitted on
+        as many base prompts as this run fits on and (localised ones) on the layers this run localises to;
+        returns what was taken. Needs the localise stage done (for the layers)."""
         from ..methods import load_artifact
+
+        def layers(sites: list[str]) -> set[str]:
+            return {s.rsplit(".", 1)[-1] for s in sites}
 
         taken = []
         for path in sorted(Path(directory).rglob("*.safetensors")):
@@ -69,10 +80,22 @@ class BenchRun:
                 artifact = load_artifact(path)
             except TadaError:
                 continue
-            scope = "local" if artifact.scope in ("localised", "local") else "global"
-            variant = f"{artifact.method}-{scope}"
             concept = artifact.concept
-            if concept not in self.settings.concepts or variant not in self.settings.variants:
+            if concept not in self.settings.concepts:
+                continue
+            # methods record their scope; a CAA vector records only its sites: local if they are this
+            # run's localised layers
+            scope = getattr(artifact, "scope", None) or artifact.settings.get("scope")
+            if scope is None:
+                scope = "local" if layers(list(artifact.sites)) == layers(self.local_sites(concept)) else "global"
+            scope = "local" if scope in ("localised", "local") else "global"
+            variant = f"{artifact.method}-{scope}"
+            if variant not in self.settings.variants:
+                continue
+            n_pairs = (getattr(artifact, "prompt_set", None) or {}).get("n_pairs")
+            if n_pairs is not None and int(n_pairs) != self.settings.fit_pairs:
+                continue
+            if scope == "local" and layers(list(artifact.sites)) != layers(self.local_sites(concept)):
                 continue
             target = artifact_path(self.out, concept, variant)
             if not target.is_file():
@@ -103,10 +126,7 @@ class BenchRun:
                 for v in self.variants:
                     payload: dict[str, Any] = {}
                     if v.scope == "local":
-                        if sites is None:
-                            from ..localize import ImpactTable
-
-                            sites = ImpactTable.load(impact_path(self.out, c)).top(s.top, "input")
+                        sites = sites or self.local_sites(c)
                         payload["sites"] = sites
                     out.append(Unit("fit", f"fit/{c}/{v.name}", c, v.name, payload))
         elif stage == "target":
@@ -162,10 +182,19 @@ class BenchRun:
             worker=result.worker,
         )
 
-    def run(self, executor: Any, stages: Sequence[str] = STAGES, progress: bool = True) -> dict[str, int]:
-        """Run the pending units of each stage in order; returns how many units each stage ran."""
+    def run(
+        self, executor: Any, stages: Sequence[str] = STAGES, progress: bool = True, adopt: Sequence[Path] = ()
+    ) -> dict[str, int]:
+        """Run the pending units of each stage in order; returns how many units each stage ran.
+        ``adopt``: folders of fitted artifacts to reuse where they match (see :meth:`adopt_artifacts`)."""
         ran: dict[str, int] = {}
         for stage in stages:
+            if stage == "fit":
+                for folder in adopt:
+                    taken = self.adopt_artifacts(folder)
+                    if taken and progress:
+                        more = ", ..." if len(taken) > 4 else ""
+                        tqdm.write(f"artifacts from {folder}: {len(taken)} ({', '.join(taken[:4])}{more})")
             units = self.pending(stage)
             ran[stage] = len(units)
             if not units:
