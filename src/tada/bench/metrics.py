@@ -55,10 +55,10 @@ import torch.nn.functional as F
 from .. import __version__, validate
 from ..artifacts import read_artifact, write_artifact
 from ..errors import ArtifactError, TadaError
+from ..scorer.features import to_mono
 
 Clip = np.ndarray | torch.Tensor
 
-MAX_CHANNELS = 16
 MUQ_MISSING = (
     "MuQ-MuLan alignment needs the muq package (pip install muq) and its weights "
     "(OpenMuQ/MuQ-MuLan-large) in a local directory"
@@ -81,26 +81,8 @@ _VARIANCE_FLOOR = 1e-10  # a principal variance below this share of the largest 
 
 
 def _mono(clip: Clip, sr: int, rate: int) -> np.ndarray:
-    """One clip as mono float32 at ``rate``: channels averaged, resampled with soxr (librosa's ``soxr_hq``)."""
-    wave = clip.detach().cpu().float().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip, np.float32)
-    if wave.ndim == 2:
-        if wave.shape[0] > MAX_CHANNELS:
-            raise TadaError(
-                f"audio of shape {wave.shape} has {wave.shape[0]} channels; pass a clip as (samples,) or "
-                "(channels, samples)"
-            )
-        wave = wave.mean(axis=0)
-    elif wave.ndim != 1:
-        raise TadaError(f"audio of shape {wave.shape} is not one clip: use (samples,) or (channels, samples)")
-    if wave.size == 0:
-        raise TadaError("audio is empty")
-    if not np.isfinite(wave).all():
-        raise TadaError("audio contains NaN or infinite samples")
-    if sr != rate:
-        import librosa
-
-        wave = librosa.resample(wave, orig_sr=sr, target_sr=rate, res_type="soxr_hq")
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    """One clip as mono float32 at ``rate`` (the scorer's own conversion: channels averaged, soxr)."""
+    return to_mono(clip, sr, rate)
 
 
 def _window_starts(length: int, window: int) -> list[int]:

@@ -63,8 +63,9 @@ def _power(wave: torch.Tensor, n_fft: int) -> torch.Tensor:
     return spec.abs().square()
 
 
-def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
-    """One clip, ``(frames,)`` or ``(channels, frames)`` at rate ``sr``, as mono float32 at 16 kHz."""
+def to_mono(audio: np.ndarray | torch.Tensor, sr: int, rate: int) -> np.ndarray:
+    """One clip, ``(frames,)`` or ``(channels, frames)`` at rate ``sr``, as mono float32 at ``rate``
+    (channels averaged, resampled with librosa's ``soxr_hq``); one clear error for anything else."""
     wave = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, np.float32)
     if wave.ndim == 2:
         if wave.shape[0] > MAX_CHANNELS:
@@ -81,12 +82,18 @@ def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
         raise TadaError("audio contains NaN or infinite samples")
     if sr <= 0:
         raise TadaError(f"sample rate {sr} is not positive")
-    if sr != SAMPLE_RATE:
-        wave = librosa.resample(wave, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    if sr != rate:
+        wave = librosa.resample(wave, orig_sr=sr, target_sr=rate, res_type="soxr_hq")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
+    """One clip, ``(frames,)`` or ``(channels, frames)`` at rate ``sr``, as mono float32 at 16 kHz."""
+    wave = to_mono(audio, sr, SAMPLE_RATE)
     if wave.shape[-1] < MIN_SECONDS * SAMPLE_RATE:
         seconds = wave.shape[-1] / SAMPLE_RATE
         raise TadaError(f"audio is {seconds:.2f} s long; the scorer needs at least {MIN_SECONDS} s")
-    return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    return torch.from_numpy(wave)
 
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
