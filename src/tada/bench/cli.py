@@ -101,7 +101,7 @@ def bench(
                 run.run(ex, adopt=artifacts)
             finally:
                 ex.close()
-        paths = write_report(run, replicates=bootstrap, clap=clap, muq=muq)
+        paths = write_report(run, replicates=bootstrap)
     finally:
         run.close()
     typer.echo(paths["markdown"].read_text())

@@ -81,11 +81,11 @@ def frechet_table(
     from .metrics import frechet_distance
 
     table: dict[str, dict[str, float]] = {}
-    baseline = [
-        rows.embeddings[list(rows.alphas).index(0.0)].reshape(-1, rows.embeddings.shape[-1])
-        for per in raw.values()
-        for rows in list(per.values())[:1]
-    ]
+    # every variant of a concept shares its alpha-0 clips: take them from any one
+    baseline = []
+    for per in raw.values():
+        rows = next(iter(per.values()))
+        baseline.append(rows.embeddings[list(rows.alphas).index(0.0)].reshape(-1, rows.embeddings.shape[-1]))
     if baseline:
         table["baseline (alpha 0)"] = {
             f"fd@{f:.2f}": frechet_distance(np.concatenate(baseline), quality) for f in FD_POINTS
@@ -168,7 +168,7 @@ def cost(run: Any) -> dict[str, Any]:
     }
 
 
-def plot_curves(run: Any, concept: str, sweeps: dict[str, Sweep], bench: ConceptBench, metric: str, path: Path) -> Path:
+def plot_curves(concept: str, sweeps: dict[str, Sweep], bench: ConceptBench, metric: str, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,9 +202,7 @@ def plot_curves(run: Any, concept: str, sweeps: dict[str, Sweep], bench: Concept
     return path
 
 
-def write_report(
-    run: Any, replicates: int = 1000, seed: int = 0, clap: str | None = None, muq: str | None = None
-) -> dict[str, Path]:
+def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, Path]:
     s = run.settings
     out = run.out
     quality = load_quality(run)
@@ -289,7 +287,7 @@ def write_report(
             result["frechet"] = fd
             html_parts.append(html_table("Frechet distance", head, rows))
     for concept, bench in benches.items():
-        png = plot_curves(run, concept, sweeps[concept], bench, metrics[0], out / f"curves-{concept}.png")
+        png = plot_curves(concept, sweeps[concept], bench, metrics[0], out / f"curves-{concept}.png")
         head, rows = main_rows(bench, metrics, with_quality)
         cut = " / ".join(bench.cutoffs[f"cutoff_{d}"].fmt() for d in DIRECTIONS)
         lines += [

@@ -15,7 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import TadaError
-from .plan import DIRECTIONS, SWITCH, BenchSettings, Unit, Variant
+from .plan import DIRECTIONS, SWITCH, BenchSettings, Unit
 from .store import BenchStore
 from .worker import UnitResult, artifact_path, impact_path
 
@@ -204,7 +204,3 @@ class BenchRun:
                     self.record(result)
                     bar.update()
         return ran
-
-
-def variant_names(variants: Sequence[Variant]) -> list[str]:
-    return [v.name for v in variants]

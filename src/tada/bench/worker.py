@@ -23,7 +23,7 @@ import torch
 from ..concepts import CONCEPTS, concept_pairs, twin_pairs
 from ..errors import TadaError
 from ..files import write_safetensors, write_wav
-from .plan import DIRECTIONS, START_ALPHA, SWITCH, BenchSettings, Unit, Variant, linear_grid, signed, switch_grid
+from .plan import DIRECTIONS, START_ALPHA, BenchSettings, Unit, Variant, linear_grid, signed, switch_grid
 from .prompts import test_prompts, tuning_prompts
 from .store import ClipRow
 
@@ -79,6 +79,7 @@ class Worker:
         self._model: Any = None
         self._scorer: Any = None
         self._alignments: list[Any] | None = None
+        self._tuning_cache: dict[str, tuple[list[str], list[int], list[torch.Tensor]]] = {}
 
     # -- what it loads ----------------------------------------------------------------
     @property
@@ -199,11 +200,15 @@ class Worker:
     # -- distances on the tuning prompts ---------------------------------------------------------
     def _tuning(self, concept: str) -> tuple[list[str], list[int], list[torch.Tensor]]:
         """The tuning prompts in the concept's neutral wrap, their seeds, and their unsteered clips'
-        scorer features."""
-        wrap = CONCEPTS[concept]
-        prompts = [wrap.neutral_prompt(p) for p in tuning_prompts(self.settings.tuning_prompts)]
-        seeds = [self.settings.tuning_seed + i for i in range(len(prompts))]
-        return prompts, seeds, self.scorer.clip_features(list(self.generate(prompts, seeds)), self.model.sample_rate)
+        scorer features (generated once per concept and worker: the target and every calibration
+        of the concept measure against the same clips)."""
+        if concept not in self._tuning_cache:
+            wrap = CONCEPTS[concept]
+            prompts = [wrap.neutral_prompt(p) for p in tuning_prompts(self.settings.tuning_prompts)]
+            seeds = [self.settings.tuning_seed + i for i in range(len(prompts))]
+            feats = self.scorer.clip_features(list(self.generate(prompts, seeds)), self.model.sample_rate)
+            self._tuning_cache[concept] = (prompts, seeds, feats)
+        return self._tuning_cache[concept]
 
     def _distance(
         self, artifact: Any, alpha: float, prompts: list[str], seeds: list[int], plain: list[torch.Tensor]
@@ -386,4 +391,4 @@ class Worker:
         return {"alphas": list(unit.payload["alphas"]), "non_finite": blown}, rows
 
 
-__all__ = ["SWITCH", "UnitResult", "Worker", "artifact_path", "baseline_path", "example_path", "impact_path"]
+__all__ = ["UnitResult", "Worker", "artifact_path", "baseline_path", "example_path", "impact_path"]
