@@ -223,6 +223,8 @@ def test_the_probe_is_the_scorer_similarity(scorer):
     assert probe.name == "probe" and scores.shape == (2,)
     np.testing.assert_allclose(scores, scorer.similarity(clips, 16_000, TEXT)[:, 0].numpy(), rtol=0, atol=1e-6)
     assert probe.fingerprint() == scorer.fingerprint
+    # the benchmark embeds each clip once and scores from the embeddings: the same numbers, bitwise
+    assert np.array_equal(probe.from_embeddings(scorer.embed_audio(clips, 16_000), TEXT), scores)
 
 
 def test_alignment_plugins_by_name(scorer, clap_dir):

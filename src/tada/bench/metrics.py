@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from .. import __version__, validate
 from ..artifacts import read_artifact, write_artifact
 from ..errors import ArtifactError, TadaError
+from ..fingerprint import weights_fingerprint
 from ..scorer.features import to_mono
 
 Clip = np.ndarray | torch.Tensor
@@ -92,15 +93,6 @@ def _window_starts(length: int, window: int) -> list[int]:
         return [0]
     count = math.ceil(length / window)
     return [int(s) for s in np.round(np.linspace(0, length - window, count))]
-
-
-def _weights_hash(module: torch.nn.Module) -> str:
-    """A short hash of a module's parameters and buffers (by name), as ``Scorer.fingerprint`` hashes its weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _pooled(output: Any) -> torch.Tensor:
@@ -149,7 +141,12 @@ class ScorerAlignment(Alignment):
         self.scorer = scorer
 
     def _score(self, clips: list[Clip], sr: int, text: str) -> np.ndarray:
-        return self.scorer.similarity(clips, sr, [text])[:, 0].double().numpy()
+        return self.from_embeddings(self.scorer.embed_audio(clips, sr), text)
+
+    def from_embeddings(self, embeddings: torch.Tensor, text: str) -> np.ndarray:
+        """The scores of clips whose :meth:`Scorer.embed_audio` embeddings ``(n, dim)`` are at hand
+        (the benchmark embeds each clip once for every metric)."""
+        return (embeddings @ self.scorer.embed_text(text).T)[:, 0].double().numpy()
 
     def fingerprint(self) -> str:
         return self.scorer.fingerprint
@@ -252,7 +249,7 @@ class ClapAlignment(Alignment):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = _weights_hash(self.model)
+            self._fingerprint = weights_fingerprint(self.model)
         return self._fingerprint
 
 
@@ -330,7 +327,7 @@ class MuqAlignment(Alignment):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = _weights_hash(self.model)
+            self._fingerprint = weights_fingerprint(self.model)
         return self._fingerprint
 
 

@@ -23,6 +23,7 @@ import torch
 from ..concepts import CONCEPTS, concept_pairs, twin_pairs
 from ..errors import TadaError
 from ..files import write_safetensors, write_wav
+from .metrics import ScorerAlignment
 from .plan import DIRECTIONS, START_ALPHA, BenchSettings, Unit, Variant, linear_grid, signed, switch_grid
 from .prompts import test_prompts, tuning_prompts
 from .store import ClipRow
@@ -319,8 +320,8 @@ class Worker:
         embeddings = self.scorer.embed_features(feats)
         aligned = {}
         for metric in self.alignments:
-            if metric.name == "probe":  # Scorer.similarity, from the embeddings already at hand
-                aligned["probe"] = (embeddings @ self.scorer.embed_text(probe_text).T)[:, 0].double().numpy()
+            if isinstance(metric, ScorerAlignment) and metric.scorer is self.scorer:  # embeddings at hand
+                aligned[metric.name] = metric.from_embeddings(embeddings, probe_text)
             else:
                 aligned[metric.name] = np.asarray(metric.score(list(clips), sr, probe_text), dtype=float)
         rows = []

@@ -10,7 +10,6 @@ over layers; 0 for identical clips, symmetric.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TadaError
+from ..fingerprint import weights_fingerprint
 from . import features
 from .model import TextAudioScorer
 from .text import SentenceEncoder
@@ -63,11 +63,7 @@ class Scorer:
     def fingerprint(self) -> str:
         """A short hash of the weights: which scorer made a set of scores (a resumed job checks it)."""
         if getattr(self, "_fingerprint", None) is None:
-            digest = hashlib.sha256()
-            for name, tensor in sorted(self.model.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()[:16]
+            self._fingerprint = weights_fingerprint(self.model)
         return self._fingerprint
 
     @property
