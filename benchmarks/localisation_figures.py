@@ -20,9 +20,11 @@ from tada.impact_report import plot_heatmaps, plot_windows, summarise, write_sum
 from tada.localize import ImpactTable
 
 
-def finished(directory: Path) -> list:
+def finished(directory: Path, label: str = "{}") -> list:
+    """Summaries of the directory's finished tables, named by ``label`` (swap features are labelled
+    apart from the concept presets: both have a "violin")."""
     tables = sorted((directory / "tables").glob("*.safetensors")) if directory.is_dir() else []
-    return [summarise(ImpactTable.load(path), path.stem) for path in tables]
+    return [summarise(ImpactTable.load(path), label.format(path.stem)) for path in tables]
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/localisation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    concepts, features, windows = finished(args.concepts), finished(args.features), finished(args.windows)
+    concepts, features, windows = finished(args.concepts), finished(args.features, "swap: {}"), finished(args.windows)
     parts = []
     where = concepts + features
     if where:
