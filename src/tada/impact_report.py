@@ -311,11 +311,12 @@ def plot_heatmaps(summaries: Sequence[ConceptSummary], path: str | Path) -> Path
     fig, axes = plt.subplots(
         1, len(panels), figsize=(len(panels) * (1.6 + 0.6 * width), 1.0 + 0.42 * len(summaries)), squeeze=False
     )
-    for ax, (mode, layers, values) in zip(axes[0], panels):
+    for p, (ax, (mode, layers, values)) in enumerate(zip(axes[0], panels)):
         image = ax.imshow(values, cmap="viridis", vmin=-0.2, vmax=1.0, aspect="auto")
         ax.set_xticks(range(len(layers)), [g.split(".")[-1] for g in layers], fontsize=8)
         ax.set_xlabel(f"{mode}: layer", fontsize=8)
-        ax.set_yticks(range(len(summaries)), [s.name for s in summaries], fontsize=7)
+        # the panels share their rows: names only on the first, so they never run into a neighbour
+        ax.set_yticks(range(len(summaries)), [s.name for s in summaries] if p == 0 else [], fontsize=7)
         for (r, c), v in np.ndenumerate(values):
             if np.isfinite(v):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.5 else "black")
