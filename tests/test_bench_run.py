@@ -93,6 +93,27 @@ def test_store_keeps_units_and_refuses_other_settings(tmp_path):
     assert "prompts: 1 there, 2 now" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_model_dtype_is_a_setting_that_older_float32_runs_resume_without(tmp_path):
+    plain, half = BenchSettings(**TINY), BenchSettings(**TINY, dtype="bfloat16")
+    assert "dtype" not in plain.as_dict()  # runs made before the dtype setting resume as float32 runs
+    assert half.as_dict()["dtype"] == "bfloat16"
+    path = tmp_path / "bench.sqlite"
+    BenchStore(path, plain.as_dict()).close()
+    with pytest.raises(TadaError, match="dtype"):
+        BenchStore(path, half.as_dict())
+    assert BenchSettings(**plain.as_dict()) == plain  # what an actor rebuilds from the stored record
+
+
+def test_the_worker_loads_the_model_in_the_settings_dtype_on_its_device(tmp_path):
+    import torch
+
+    from tada.bench.worker import Worker
+
+    worker = Worker(BenchSettings(**TINY, dtype="bfloat16"), tmp_path, device="cpu")
+    params = list(worker.model.denoiser.parameters())
+    assert {p.dtype for p in params} == {torch.bfloat16} and {p.device.type for p in params} == {"cpu"}
+
+
 # -- the whole pipeline on a tiny random model -------------------------------------------------
 
 

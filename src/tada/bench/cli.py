@@ -28,6 +28,8 @@ def bench(
     workers: int | None = typer.Option(None, help="Ray actors (default: the cluster's CPUs / --threads)."),
     threads: int | None = typer.Option(None, help="CPU threads per worker (Ray default 1)."),
     batch: int = typer.Option(16, help="Clips per denoising batch."),
+    dtype: str = typer.Option("float32", help="Weights dtype of the model: float32, bfloat16 or float16."),
+    device: str = typer.Option("cpu", help="Torch device the workers run the model and scorer on, e.g. cuda."),
     tuning_prompts: int = typer.Option(6, help="Held-out prompts the alpha grids are calibrated on."),
     fit_pairs: int = typer.Option(50, help="Base prompts each method is fitted on."),
     top: int = typer.Option(2, help="Layers a localised variant acts on (the top of each impact table)."),
@@ -55,12 +57,14 @@ def bench(
     """Benchmark steering methods on the paper's protocol: calibrated alpha sweeps per concept and
     direction, alignment / preservation / quality per clip, AUC, smoothness and quality with
     bootstrap intervals, paired comparisons, and a report with curves and audio."""
+    from ..adapters.registry import parse_dtype
     from .executors import make_executor
     from .plan import BenchSettings, parse_concepts, parse_variants
     from .report import write_report
     from .run import BenchRun
 
     validate.integer("--bootstrap", bootstrap, 100, 1_000_000, "bootstrap replicates")
+    dtype = str(parse_dtype(dtype)).removeprefix("torch.")  # one name per dtype in the stored settings
     validate.generation(seconds, steps, guidance)
     validate.writable_directory(out, "--out", "the benchmark run")
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -86,6 +90,7 @@ def bench(
         metrics=metric_list,
         reference_clips=reference_clips,
         sae=str(sae) if sae else None,
+        dtype=dtype,
     )
     run = BenchRun(settings, out)
     try:
@@ -95,7 +100,15 @@ def bench(
                 if taken:
                     typer.echo(f"impact tables from {impact}: {', '.join(taken)}")
             ex = make_executor(
-                executor, settings, out, address=ray_address, workers=workers, threads=threads, clap=clap, muq=muq
+                executor,
+                settings,
+                out,
+                address=ray_address,
+                workers=workers,
+                threads=threads,
+                clap=clap,
+                muq=muq,
+                device=device,
             )
             try:
                 run.run(ex, adopt=artifacts)

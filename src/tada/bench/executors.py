@@ -81,7 +81,12 @@ class RayExecutor:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         per = max(1, int(threads or 1))
         count = workers or max(1, cpus // per)
-        remote = ray.remote(num_cpus=per)(_Actor)
+        gpus = 0.0
+        if str(plugins.get("device", "cpu")).startswith("cuda"):  # the actors share the cluster's GPUs
+            gpus = float(ray.cluster_resources().get("GPU", 0)) / count
+            if gpus <= 0:
+                raise TadaError("--device cuda with --executor ray needs a Ray cluster with GPUs; this one has none")
+        remote = ray.remote(num_cpus=per, num_gpus=gpus)(_Actor)
         self.actors = [remote.remote(settings.as_dict(), str(out), threads, plugins) for _ in range(count)]
         self.pool = ActorPool(self.actors)
 

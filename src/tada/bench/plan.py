@@ -131,6 +131,7 @@ class BenchSettings:
     scorer: str = "shipped"
     sae: str | None = None
     impact: str | None = None
+    dtype: str = "float32"  # weights dtype of the model under test
 
     def check(self) -> None:
         from .. import validate
@@ -156,7 +157,12 @@ class BenchSettings:
             raise TadaError("the offline scorer's probe alignment is always measured; keep 'probe' in the metrics")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings a run records. ``dtype`` came later than the first runs, which all used float32:
+        it is recorded only when it is something else, so those runs still resume."""
+        out = asdict(self)
+        if out["dtype"] == "float32":
+            del out["dtype"]
+        return out
 
     @property
     def variant_list(self) -> list[Variant]:

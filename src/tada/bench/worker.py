@@ -70,9 +70,11 @@ class Worker:
         threads: int | None = None,
         clap: str | None = None,
         muq: str | None = None,
+        device: str = "cpu",
     ):
         self.settings = settings if isinstance(settings, BenchSettings) else BenchSettings(**settings)
         self.out = Path(out)
+        self.device = device
         self.clap, self.muq = clap, muq
         if threads:
             torch.set_num_threads(int(threads))
@@ -88,7 +90,7 @@ class Worker:
         if self._model is None:
             from ..adapters import load_model
 
-            self._model = load_model(self.settings.model)
+            self._model = load_model(self.settings.model, dtype=self.settings.dtype, device=self.device)
         return self._model
 
     @property
@@ -96,7 +98,7 @@ class Worker:
         if self._scorer is None:
             from ..scorer import Scorer
 
-            self._scorer = Scorer.load(None if self.settings.scorer == "shipped" else self.settings.scorer)
+            self._scorer = Scorer.load(None if self.settings.scorer == "shipped" else self.settings.scorer, self.device)
         return self._scorer
 
     @property
