@@ -340,8 +340,12 @@ def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
     rows = [s for s in summaries if any(w != FULL for w in s.table.windows)]
     if not rows:
         raise TadaError("no windowed columns to plot")
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.8), squeeze=False, sharey=True)
-    for ax, s in zip(axes[0], rows):
+    ncols = min(len(rows), 4)  # a grid of at most four panels a row, so many concepts stay legible
+    nrows = -(-len(rows) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(rows) :]:
+        ax.set_visible(False)
+    for ax, s in zip(axes.flat, rows):
         lines: dict[tuple[str, str, float], list[int]] = {}  # one colour per group and window length
         for i, (g, m, w) in enumerate(zip(s.table.sites, s.table.modes, s.table.windows)):
             if w != FULL:
@@ -361,7 +365,8 @@ def plot_windows(summaries: Sequence[ConceptSummary], path: str | Path) -> Path:
         ax.set_title(s.name, fontsize=8)
         ax.set_xlabel("trajectory (start .. end)", fontsize=7)
         ax.set_xlim(0, 1)
-    axes[0][0].set_ylabel("impact in the window", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("impact in the window", fontsize=8)
     fig.suptitle(f"{summaries[0].table.family}: when each concept is decided", fontsize=9)
     fig.tight_layout()
     path = Path(path)
