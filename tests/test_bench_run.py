@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -204,6 +205,9 @@ def test_tiny_run_stores_every_clip_and_writes_the_report(tiny_run):
         assert "Mean over concepts" in text and "CAA (loc.)" in text and "prompt switching (all layers)" in text
         assert (tiny_run / "curves-piano.png").stat().st_size > 10_000
         assert "<audio" in paths["html"].read_text()
+        cost = json.loads(paths["json"].read_text())["cost"]
+        assert 0 < cost["wall_seconds"] <= cost["worker_seconds"] + 1e-6  # one worker: never more wall than work
+        assert "End to end:" in text
     finally:
         run.close()
 

@@ -442,3 +442,12 @@ def test_estimate_format_and_spearman():
     rho, n = spearman({"a": 1, "b": 2, "c": 3, "d": 9}, {"a": 10, "b": 30, "c": 20, "e": 5})
     assert (rho, n) == (pytest.approx(0.5), 3)
     assert spearman({"a": 1.0}, {"a": 2.0})[1] == 1 and math.isnan(spearman({"a": 1.0}, {"a": 2.0})[0])
+
+
+def test_busy_seconds_is_the_union_of_unit_spans():
+    from tada.bench.report import busy_seconds
+
+    assert busy_seconds([]) == 0.0
+    # two workers overlapping (0-10, 5-12), one unit inside another (6-7), then a gap of a session (12-100)
+    assert busy_seconds([(5, 12), (0, 10), (6, 7), (100, 103)]) == 15.0
+    assert busy_seconds([(0, 1), (1, 2)]) == 2.0  # touching spans are not counted twice

@@ -152,6 +152,17 @@ def comparisons(mean: ConceptBench, key: str) -> tuple[str | None, list[dict[str
     return best, out
 
 
+def busy_seconds(spans: Sequence[tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` spans: the wall time during which at least one
+    worker was running a unit (a run resumed over several sessions does not count the gaps)."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def cost(run: Any) -> dict[str, Any]:
     units = run.store.units()
     clips = sum(u["clips"] for u in units if u["kind"] in ("baseline", "sweep"))
@@ -164,6 +175,8 @@ def cost(run: Any) -> dict[str, Any]:
         "sweep_seconds": seconds,
         "clips_per_minute": 60 * clips / seconds if seconds else math.nan,
         "seconds_by_stage": by_kind,
+        "worker_seconds": sum(by_kind.values()),
+        "wall_seconds": busy_seconds([(u["finished"] - u["seconds"], u["finished"]) for u in units]),
         "workers": sorted({u["worker"] for u in units if u["worker"]}),
     }
 
@@ -313,6 +326,10 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
         f"{c['clips']} clips generated and scored in {c['sweep_seconds'] / 60:.1f} worker-minutes "
         f"({c['clips_per_minute']:.1f} clips per minute); by stage (worker-seconds): "
         + ", ".join(f"{k} {v:.0f}" for k, v in c["seconds_by_stage"].items()),
+        "",
+        f"End to end: {c['wall_seconds'] / 3600:.2f} h of wall time with at least one worker busy "
+        f"({c['worker_seconds'] / 3600:.2f} worker-hours over every stage, {len(c['workers'])} worker processes; "
+        "the time between the sessions of a resumed run is not counted).",
         "",
     ]
     paths["markdown"] = write_text(out / "report.md", "\n".join(lines))

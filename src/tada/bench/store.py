@@ -174,9 +174,9 @@ class BenchStore:
             )
 
     def units(self, kind: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT key, kind, variant, concept, seconds, clips, worker FROM units"
+        query = "SELECT key, kind, variant, concept, seconds, clips, worker, finished FROM units"
         rows = self.db.execute(query + (" WHERE kind = ?" if kind else ""), (kind,) if kind else ()).fetchall()
-        names = ("key", "kind", "variant", "concept", "seconds", "clips", "worker")
+        names = ("key", "kind", "variant", "concept", "seconds", "clips", "worker", "finished")
         return [dict(zip(names, row)) for row in rows]
 
     # -- clips --------------------------------------------------------------------------
