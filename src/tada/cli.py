@@ -358,12 +358,52 @@ def _pair_sets(model, concept, features, captions, pairs, probe, n_pairs, pool_w
     return sets
 
 
+def _replayed(path: Path, model: str, prompt, steer_, sites_, mode, renorm, schedule, seconds, steps, guidance, seed):
+    """A take's model, prompt, sliders and generation settings, for ``tada steer --replay``; a take fixes
+    them all, so options that would change them are refused rather than silently ignored."""
+    from .studio import TakeSettings
+
+    take = TakeSettings.load(path)
+    given = [
+        name
+        for name, value in (
+            ("--prompt", prompt),
+            ("--steer", steer_ or None),
+            ("--sites", sites_),
+            ("--mode", mode),
+            ("--renorm", renorm),
+            ("--schedule", schedule),
+            ("--seconds", seconds),
+            ("--steps", steps),
+            ("--guidance", guidance),
+        )
+        if value is not None
+    ]
+    if given or seed != 0:
+        raise TadaError(f"--replay takes everything from the take; leave out {', '.join(given) or '--seed'}")
+    if model != take.model:
+        raise TadaError(f"{path} is a take of {take.model}, not {model}")
+    base = path.resolve().parent
+    steers = []
+    for s in take.sliders:  # a slider's artifact, as given or beside the take
+        artifact = Path(s.path)
+        if not artifact.is_file() and not artifact.is_absolute() and (base / artifact).is_file():
+            artifact = base / artifact
+        steers.append(f"{artifact}:{s.alpha!r}")
+    if not steers:
+        raise TadaError(f"{path} has no slider away from 0: it is its unsteered reference (use `tada generate`)")
+    return take.model, take.prompt, steers, take.seconds, take.steps, take.guidance, take.seed
+
+
 @app.command()
 def steer(
     model: str = MODEL_ARG,
-    prompt: str = typer.Option(..., help="Text prompt."),
+    prompt: str | None = typer.Option(None, help="Text prompt."),
     steer_: list[str] = typer.Option(
-        ..., "--steer", help="ARTIFACT.safetensors:ALPHA, of any method; repeat to mix concepts."
+        [], "--steer", help="ARTIFACT.safetensors:ALPHA, of any method; repeat to mix concepts."
+    ),
+    replay: Path | None = typer.Option(
+        None, help="A take exported by `tada studio` (TAKE.json): render it again, bitwise the same clip."
     ),
     sites_: str | None = typer.Option(None, "--sites", help="Only these site aliases (default: all in the file)."),
     mode: str | None = typer.Option(None, help="Guidance rows to steer: cond (default), uncond or both."),
@@ -383,6 +423,12 @@ def steer(
     from .methods import load_artifact, steering
     from .schedules import parse_schedule
 
+    if replay is not None:
+        model, prompt, steer_, seconds, steps, guidance, seed = _replayed(
+            replay, model, prompt, steer_, sites_, mode, renorm, schedule, seconds, steps, guidance, seed
+        )
+    elif prompt is None or not steer_:
+        raise TadaError("give --prompt and at least one --steer ARTIFACT:ALPHA (or --replay TAKE.json)")
     validate.generation(seconds, steps, guidance, seed)
     validate.output_file(out, WAV, "the audio file")
     items = [(load_artifact(path), alpha) for path, alpha in map(_parse_steer, steer_)]
