@@ -18,6 +18,7 @@ from .bench.cli import bench as bench_command
 from .data.cli import data_app
 from .errors import TadaError
 from .sae.cli import sae_app
+from .studio.cli import studio as studio_command
 
 SITE_KINDS = ("xattn", "xattn_in", "attn")
 WAV = (".wav",)
@@ -34,6 +35,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(sae_app, name="sae")
 app.command(name="bench")(bench_command)
+app.command(name="studio")(studio_command)
 
 MODEL_ARG = typer.Argument(
     ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."

@@ -1,0 +1,245 @@
+"""The studio in the browser: a gradio app around :class:`~tada.studio.takes.Studio`.
+
+Every handler is a plain method of :class:`StudioApp` (tested without a browser); :func:`build`
+wires them to gradio components. Errors a person can fix (an empty prompt, an artifact for
+another model) come back as a message in the page; nothing a request does stops the server.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import TadaError
+from .takes import SliderSetting, Studio, Take, TakeSettings
+from .views import AB_SCRIPT, HISTORY_HEADERS, ab_player, history_rows, scores_markdown, spectrogram_image
+
+GRID_POINTS = 9
+
+
+class StudioApp:
+    """What the page does, on one :class:`Studio`: render, scrub a grid, restore, export."""
+
+    def __init__(self, studio: Studio, export_dir: str | Path | None = None):
+        self.studio = studio
+        self.export_dir = Path(export_dir) if export_dir else Path(tempfile.mkdtemp(prefix="tada-studio-"))
+        self._views: dict[int, tuple[Take, tuple[Any, ...]]] = {}  # the last grid's takes, drawn ahead
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(slider.label, path) for path, slider in self.studio.sliders.items()]
+
+    def settings(
+        self,
+        prompt: str,
+        seed: float,
+        seconds: float | None,
+        steps: float | None,
+        guidance: float | None,
+        chosen: list[str] | None,
+        alphas: dict[str, float] | None,
+    ) -> TakeSettings:
+        alphas = alphas or {}
+        return TakeSettings(
+            self.studio.model_id,
+            prompt or "",
+            seed=int(seed or 0),
+            seconds=None if seconds in (None, "") else float(seconds),
+            steps=None if steps in (None, "") else int(steps),
+            guidance=None if guidance in (None, "") else float(guidance),
+            sliders=tuple(SliderSetting(p, float(alphas.get(p, 0.0))) for p in (chosen or [])),
+        )
+
+    def views(self, take: Take) -> tuple[Any, ...]:
+        """The page's view of a take: A/B player, both players, spectrograms, scores."""
+        cached = self._views.get(id(take))
+        if cached is not None and cached[0] is take:
+            return cached[1]
+        return (
+            ab_player(take),
+            (take.sample_rate, _pcm(take.reference)),
+            (take.sample_rate, _pcm(take.steered)),
+            spectrogram_image(take),
+            scores_markdown(take),
+        )
+
+    def generate(self, *inputs: Any) -> tuple[Any, ...]:
+        """Render a take from the form; its views and the history."""
+        return (*self.views(self.studio.render(self.settings(*inputs))), history_rows(self.studio.history))
+
+    def scrub(self, path: str, alpha: float, *inputs: Any) -> tuple[Any, ...] | None:
+        """The views of the pre-rendered take nearest ``alpha`` on this slider's grid (drawn when the grid
+        was rendered, so scrubbing only looks them up), or None without a grid."""
+        take = self.studio.from_grid(self.settings(*inputs), path, alpha)
+        return None if take is None else self.views(take)
+
+    def render_grid(self, path: str | None, points: float, *inputs: Any, progress: Any = None) -> str:
+        if not path:
+            raise TadaError("choose the slider to pre-render")
+        slider = self.studio.sliders.get(path)
+        if slider is None:
+            raise TadaError(f"no slider for {path} (unknown artifact)")
+        alphas = [float(a) for a in np.linspace(slider.low, slider.high, int(points))]
+        settings = self.settings(*inputs)
+        settings.check()
+        done = []
+
+        def tick(alpha: float) -> None:
+            done.append(alpha)
+            if progress is not None:
+                progress(len(done) / len(alphas), desc=f"alpha {alpha:+.3g}")
+
+        grid = self.studio.render_grid(settings, path, alphas, progress=tick)
+        self._views = {}
+        self._views = {id(take): (take, self.views(take)) for take in grid.values()}
+        return f"{len(alphas)} takes of {slider.label} ready, alpha {slider.low:g} .. {slider.high:g}: move its slider"
+
+    def restore(self, index: float) -> tuple[Any, ...]:
+        """The form's values from take ``index`` of the history."""
+        s = self.studio.restore(int(index))
+        alphas = {x.path: x.alpha for x in s.sliders}
+        return s.prompt, s.seed, s.seconds, s.steps, s.guidance, list(alphas), alphas
+
+    def export(self) -> list[str]:
+        if not self.studio.history:
+            raise TadaError("no take to export yet: press Generate first")
+        index = len(self.studio.history) - 1
+        files = self.studio.history[index].export(self.export_dir, f"take-{index:03d}")
+        return [str(files["steered"]), str(files["settings"]), str(files["reference"])]
+
+
+def _pcm(clip: np.ndarray) -> np.ndarray:
+    """A clip ``(channels, frames)`` as gradio plays it: ``(frames,)`` or ``(frames, channels)`` int16."""
+    data = np.clip(clip, -1.0, 1.0)
+    data = data[0] if data.shape[0] == 1 else data.T
+    return (data * 32767).astype(np.int16)
+
+
+def _guard(fn):
+    """Run a handler; a TadaError becomes a message in the page (gradio.Error), not a stack trace."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TadaError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return wrapped
+
+
+def build(app: StudioApp) -> Any:
+    """The gradio Blocks of the studio."""
+    import gradio as gr
+
+    studio = app.studio
+    adapter = studio.adapter
+    with gr.Blocks(title="tada studio") as demo:
+        gr.Markdown(f"# tada studio\nSteering **{studio.model_id}** from the inside: move a slider, press Generate.")
+        if studio.problems:
+            gr.Markdown("Not loaded: " + "; ".join(studio.problems), elem_id="tada-problems")
+        alphas = gr.State({})
+        restored = gr.Number(0, visible=False)
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = gr.Textbox(label="Prompt", value="lofi hip hop beat, with piano", elem_id="tada-prompt")
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed", precision=0, elem_id="tada-seed")
+                    seconds = gr.Number(adapter.default_seconds, label="Seconds", elem_id="tada-seconds")
+                    steps = gr.Number(adapter.default_steps, label="Steps", precision=0, elem_id="tada-steps")
+                    guidance = gr.Number(adapter.default_guidance, label="Guidance", elem_id="tada-guidance")
+                chosen = gr.Dropdown(
+                    app.choices(),
+                    value=[],
+                    multiselect=True,
+                    label="Sliders (steering artifacts)",
+                    elem_id="tada-chosen",
+                )
+                form = [prompt, seed, seconds, steps, guidance, chosen, alphas]
+                generate = gr.Button("Generate", variant="primary", elem_id="tada-generate")
+            with gr.Column(scale=3):
+                player = gr.HTML(ab_player(None), js_on_load=AB_SCRIPT, elem_id="tada-ab")
+                with gr.Row():
+                    audio_a = gr.Audio(label="A: unsteered", interactive=False, elem_id="tada-audio-a")
+                    audio_b = gr.Audio(label="B: steered", interactive=False, elem_id="tada-audio-b")
+                spectra = gr.Image(label="Spectrograms", interactive=False, elem_id="tada-spectra")
+                scores = gr.Markdown(elem_id="tada-scores")
+        views = [player, audio_a, audio_b, spectra, scores]
+        with gr.Accordion("Pre-render a grid of alphas (instant scrubbing)", open=False):
+            with gr.Row():
+                grid_slider = gr.Dropdown(app.choices(), label="Slider", elem_id="tada-grid-slider")
+                grid_points = gr.Number(GRID_POINTS, label="Points", precision=0, minimum=2, maximum=65)
+                grid_button = gr.Button("Pre-render", elem_id="tada-grid")
+            grid_status = gr.Markdown(elem_id="tada-grid-status")
+        with gr.Accordion("History and export", open=True):
+            history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="tada-history")
+            with gr.Row():
+                take_index = gr.Number(0, label="Take", precision=0, minimum=0)
+                restore = gr.Button("Restore", elem_id="tada-restore")
+                export = gr.Button("Export the last take (WAV + JSON for tada steer --replay)", elem_id="tada-export")
+            files = gr.File(label="Exported", file_count="multiple", interactive=False, elem_id="tada-files")
+
+        @gr.render(inputs=[chosen, alphas], triggers=[chosen.change, restored.change])
+        def sliders(paths: list[str] | None, values: dict[str, float] | None):
+            for path in paths or []:
+                spec = studio.sliders[path]
+                widget = gr.Slider(
+                    spec.low,
+                    spec.high,
+                    value=float((values or {}).get(path, 0.0)),
+                    step=(spec.high - spec.low) / 200,
+                    label=spec.label,
+                    key=f"slider-{path}",
+                    elem_classes=["tada-slider"],
+                )
+
+                def moved(alpha, current, *inputs, path=path):
+                    current = dict(current or {})
+                    current[path] = float(alpha)
+                    views_now = app.scrub(path, float(alpha), *inputs[:-1], current)
+                    return (current, *(views_now if views_now else [gr.skip()] * len(views)))
+
+                widget.change(moved, [widget, alphas, *form], [alphas, *views], show_progress="hidden")
+
+        generate.click(_guard(app.generate), form, [*views, history], concurrency_limit=1)
+
+        def grid(path, points, *inputs, progress=gr.Progress()):
+            return app.render_grid(path, points, *inputs, progress=progress)
+
+        grid_button.click(_guard(grid), [grid_slider, grid_points, *form], grid_status, concurrency_limit=1)
+
+        def restore_take(index, counter):
+            return (*app.restore(index), (counter or 0) + 1)
+
+        restore.click(
+            _guard(restore_take),
+            [take_index, restored],
+            [prompt, seed, seconds, steps, guidance, chosen, alphas, restored],
+        )
+        export.click(_guard(app.export), None, files)
+    return demo
+
+
+def launch(app: StudioApp, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> Any:
+    """Serve the studio (localhost unless ``host`` says otherwise); a port in use is one clear line."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+            raise TadaError(f"port {port} on {host} is already taken: give another with --port")
+    demo = build(app)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        show_error=True,
+        allowed_paths=[str(app.export_dir)],
+        **kwargs,
+    )
+    return demo  # returns only with prevent_thread_lock=True; demo.close() stops the server
