@@ -161,7 +161,31 @@ def build(app: StudioApp) -> Any:
                     elem_id="tada-chosen",
                 )
                 form = [prompt, seed, seconds, steps, guidance, chosen, alphas]
+
+                @gr.render(inputs=[chosen, alphas], triggers=[chosen.change, restored.change])
+                def sliders(paths: list[str] | None, values: dict[str, float] | None):
+                    for path in paths or []:
+                        spec = studio.sliders[path]
+                        widget = gr.Slider(
+                            spec.low,
+                            spec.high,
+                            value=float((values or {}).get(path, 0.0)),
+                            step=(spec.high - spec.low) / 200,
+                            label=spec.label,
+                            key=f"slider-{path}",
+                            elem_classes=["tada-slider"],
+                        )
+
+                        def moved(alpha, current, *inputs, path=path):
+                            current = dict(current or {})
+                            current[path] = float(alpha)
+                            views_now = app.scrub(path, float(alpha), *inputs[:-1], current)
+                            return (current, *(views_now if views_now else [gr.skip()] * len(views)))
+
+                        widget.change(moved, [widget, alphas, *form], [alphas, *views], show_progress="hidden")
+
                 generate = gr.Button("Generate", variant="primary", elem_id="tada-generate")
+
             with gr.Column(scale=3):
                 player = gr.HTML(ab_player(None), js_on_load=AB_SCRIPT, elem_id="tada-ab")
                 with gr.Row():
@@ -183,28 +207,6 @@ def build(app: StudioApp) -> Any:
                 restore = gr.Button("Restore", elem_id="tada-restore")
                 export = gr.Button("Export the last take (WAV + JSON for tada steer --replay)", elem_id="tada-export")
             files = gr.File(label="Exported", file_count="multiple", interactive=False, elem_id="tada-files")
-
-        @gr.render(inputs=[chosen, alphas], triggers=[chosen.change, restored.change])
-        def sliders(paths: list[str] | None, values: dict[str, float] | None):
-            for path in paths or []:
-                spec = studio.sliders[path]
-                widget = gr.Slider(
-                    spec.low,
-                    spec.high,
-                    value=float((values or {}).get(path, 0.0)),
-                    step=(spec.high - spec.low) / 200,
-                    label=spec.label,
-                    key=f"slider-{path}",
-                    elem_classes=["tada-slider"],
-                )
-
-                def moved(alpha, current, *inputs, path=path):
-                    current = dict(current or {})
-                    current[path] = float(alpha)
-                    views_now = app.scrub(path, float(alpha), *inputs[:-1], current)
-                    return (current, *(views_now if views_now else [gr.skip()] * len(views)))
-
-                widget.change(moved, [widget, alphas, *form], [alphas, *views], show_progress="hidden")
 
         generate.click(_guard(app.generate), form, [*views, history], concurrency_limit=1)
 

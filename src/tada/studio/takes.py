@@ -150,10 +150,10 @@ class Slider:
 
     @property
     def label(self) -> str:
+        """The file's name, its method and scope, and its concept: "piano-caa (caa, local; piano)"."""
         scope = getattr(self.artifact, "scope", None)
-        return f"{self.artifact.concept or Path(self.path).stem}: {self.artifact.method}" + (
-            f" ({scope})" if scope else ""
-        )
+        concept = self.artifact.concept or "custom"
+        return f"{Path(self.path).stem} ({self.artifact.method}{', ' + scope if scope else ''}; {concept})"
 
     @property
     def probe(self) -> str | None:
