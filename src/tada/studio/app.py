@@ -62,8 +62,14 @@ class StudioApp:
             (take.sample_rate, _pcm(take.reference)),
             (take.sample_rate, _pcm(take.steered)),
             spectrogram_image(take),
-            scores_markdown(take),
+            scores_markdown(take, self.title(take)),
         )
+
+    def title(self, take: Take) -> str:
+        for i, kept in enumerate(self.studio.history):
+            if kept is take:
+                return f"Take {i}"
+        return "Pre-rendered grid point"
 
     def generate(self, *inputs: Any) -> tuple[Any, ...]:
         """Render a take from the form; its views and the history."""
@@ -197,7 +203,9 @@ def build(app: StudioApp) -> Any:
         with gr.Accordion("Pre-render a grid of alphas (instant scrubbing)", open=False):
             with gr.Row():
                 grid_slider = gr.Dropdown(app.choices(), label="Slider", elem_id="tada-grid-slider")
-                grid_points = gr.Number(GRID_POINTS, label="Points", precision=0, minimum=2, maximum=65)
+                grid_points = gr.Number(
+                    GRID_POINTS, label="Points", precision=0, minimum=2, maximum=65, elem_id="tada-grid-points"
+                )
                 grid_button = gr.Button("Pre-render", elem_id="tada-grid")
             grid_status = gr.Markdown(elem_id="tada-grid-status")
         with gr.Accordion("History and export", open=True):

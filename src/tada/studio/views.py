@@ -97,10 +97,12 @@ element.addEventListener('click', (event) => {
 """
 
 
-def scores_markdown(take: Take | None) -> str:
+def scores_markdown(take: Take | None, title: str = "") -> str:
+    """The take's title ("Take 3"), preservation distance, probe scores and render time."""
     if take is None:
         return ""
-    lines = [f"**Preservation distance** (steered to unsteered): {take.preservation:.3f}"]
+    lines = [f"**{title}**"] if title else []
+    lines.append(f"**Preservation distance** (steered to unsteered): {take.preservation:.3f}")
     for probe, score in take.probes.items():
         lines.append(
             f"**{html.escape(probe)}**: {score['steered']:.3f} steered, {score['reference']:.3f} unsteered "
