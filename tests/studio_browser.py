@@ -142,3 +142,26 @@ class StudioPage:
         )
         self.wait(lambda: self.js("return window.tadaChanged") is not None, 30)
         return float(self.js("return window.tadaChanged")) - float(start)
+
+
+def piano_studio(model: str, folder: Path, extra: bool = False):
+    """A :class:`~tada.studio.Studio` on ``model`` with one slider, ``piano.safetensors`` (a random
+    unit vector that carries the piano concept, so takes are scored with its probe), saved in
+    ``folder``; with ``extra``, a second vector (``other``) and one made for another model
+    (``foreign``) in the folder too."""
+    from conftest import random_vector, xattn_aliases
+
+    from tada.adapters import load_model
+    from tada.concepts import CONCEPTS
+    from tada.studio import Studio
+
+    studio = Studio(model)
+    vector = random_vector(studio.adapter, xattn_aliases(studio.adapter))
+    vector.decorations = CONCEPTS["piano"]
+    vector.save(folder / "piano.safetensors")
+    if extra:
+        random_vector(studio.adapter, xattn_aliases(studio.adapter), seed=1).save(folder / "other.safetensors")
+        foreign = load_model("random-tiny:stable-audio")
+        random_vector(foreign, xattn_aliases(foreign)).save(folder / "foreign.safetensors")
+    studio.add_folder(folder)
+    return studio

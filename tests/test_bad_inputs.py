@@ -337,6 +337,8 @@ def test_help_and_models_import_neither_torch_nor_diffusers():
         "methods",
         "scorer train",
         "mini train",
+        "bench",
+        "studio",
     ]
     for args in (["--help"], ["models"], *([*command.split(), "--help"] for command in commands)):
         result = subprocess.run(

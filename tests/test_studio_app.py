@@ -8,7 +8,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import FAST, random_vector, xattn_aliases
+from conftest import FAST
+from studio_browser import piano_studio
 
 from tada.concepts import CONCEPTS
 from tada.errors import TadaError
@@ -20,12 +21,7 @@ MODEL = "random-tiny:tada-mini"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("artifacts")
-    studio = Studio(MODEL)
-    vector = random_vector(studio.adapter, xattn_aliases(studio.adapter))
-    vector.decorations = CONCEPTS["piano"]
-    vector.save(folder / "piano.safetensors")
-    studio.add_folder(folder)
+    studio = piano_studio(MODEL, tmp_path_factory.mktemp("artifacts"))
     return StudioApp(studio, tmp_path_factory.mktemp("exports"))
 
 

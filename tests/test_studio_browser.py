@@ -4,10 +4,7 @@ and a bad input that leaves the server serving. (Timings on tada-mini: benchmark
 from __future__ import annotations
 
 import pytest
-from conftest import random_vector, xattn_aliases
-from studio_browser import StudioPage, browser_available, chromium, free_port
-
-from tada.concepts import CONCEPTS
+from studio_browser import StudioPage, browser_available, chromium, free_port, piano_studio
 
 pytestmark = pytest.mark.skipif(
     not browser_available(), reason="needs Debian's chromium and chromium-driver (make installs them)"
@@ -18,15 +15,9 @@ MODEL = "random-tiny:tada-mini"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from tada.studio import Studio
     from tada.studio.app import StudioApp, launch
 
-    folder = tmp_path_factory.mktemp("artifacts")
-    studio = Studio(MODEL)
-    vector = random_vector(studio.adapter, xattn_aliases(studio.adapter))
-    vector.decorations = CONCEPTS["piano"]
-    vector.save(folder / "piano.safetensors")
-    studio.add_folder(folder)
+    studio = piano_studio(MODEL, tmp_path_factory.mktemp("artifacts"))
     port = free_port()
     demo = launch(
         StudioApp(studio, tmp_path_factory.mktemp("exports")), port=port, prevent_thread_lock=True, quiet=True

@@ -8,11 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FAST, random_vector, run_cli, xattn_aliases
+from conftest import FAST, run_cli
+from studio_browser import piano_studio
 
 from tada.concepts import CONCEPTS
 from tada.errors import TadaError
-from tada.studio import SliderSetting, Studio, TakeSettings
+from tada.studio import SliderSetting, TakeSettings
 
 MODEL = "random-tiny:tada-mini"
 
@@ -20,16 +21,7 @@ MODEL = "random-tiny:tada-mini"
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     folder = tmp_path_factory.mktemp("artifacts")
-    s = Studio(MODEL)
-    vector = random_vector(s.adapter, xattn_aliases(s.adapter))
-    vector.decorations = CONCEPTS["piano"]  # scored with the piano probe
-    vector.save(folder / "piano.safetensors")
-    random_vector(s.adapter, xattn_aliases(s.adapter), seed=1).save(folder / "other.safetensors")
-    from tada.adapters import load_model
-
-    foreign = load_model("random-tiny:stable-audio")
-    random_vector(foreign, xattn_aliases(foreign)).save(folder / "foreign.safetensors")
-    s.add_folder(folder)
+    s = piano_studio(MODEL, folder, extra=True)
     s.folder = folder
     return s
 
