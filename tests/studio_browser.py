@@ -118,30 +118,30 @@ class StudioPage:
         )
         return time.perf_counter() - start
 
-    def watch_player(self) -> None:
-        """Note in the page when the steered clip changes (``window.tadaChanged``, performance.now())."""
-        self.js(
-            "window.tadaChanged = null;"
-            "const box = document.querySelector('#tada-ab');"
-            "new MutationObserver(() => { if (window.tadaChanged === null) window.tadaChanged = performance.now(); })"
-            ".observe(box, {subtree: true, childList: true, attributes: true});"
-        )
-
     def scrub_ms(self, value: float, index: int = 0) -> float:
-        """Milliseconds, measured in the page, from committing a slider value to the new clip in the player."""
-        self.watch_player()
+        """Milliseconds, measured in the page, from committing a slider value to a different steered
+        clip in the player (a MutationObserver on the player, started in the same script)."""
         box = self.all(".tada-slider input[type=number]")[index]
-        start = self.js(
-            "const box = arguments[0]; box.value = String(arguments[1]);"
-            "const t = performance.now();"
+        self.js(
+            "const box = arguments[0];"
+            "const source = () => { const b = document.querySelector('#tada-ab .tada-ab-b'); return b ? b.src : ''; };"
+            "const before = source();"
+            "window.tadaChanged = null;"
+            "const observer = new MutationObserver(() => {"
+            "  if (window.tadaChanged === null && source() !== before) {"
+            "    window.tadaChanged = performance.now() - window.tadaStart; observer.disconnect(); }"
+            "});"
+            "observer.observe(document.querySelector('#tada-ab'), {subtree: true, childList: true, attributes: true});"
+            "box.value = String(arguments[1]);"
+            "window.tadaStart = performance.now();"
             "box.dispatchEvent(new Event('input', {bubbles: true}));"
             "box.dispatchEvent(new Event('change', {bubbles: true}));"
-            "box.blur(); return t;",
+            "box.blur();",
             box,
             value,
         )
         self.wait(lambda: self.js("return window.tadaChanged") is not None, 30)
-        return float(self.js("return window.tadaChanged")) - float(start)
+        return float(self.js("return window.tadaChanged"))
 
 
 def piano_studio(model: str, folder: Path, extra: bool = False):
