@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import FAST
 from studio_browser import piano_studio
 
@@ -48,7 +50,11 @@ def test_scrubbing_needs_a_grid_and_then_only_looks_takes_up(app):
     views = app.scrub(path, 9.0, *form(app, 9.0))  # nearest grid point: the top of the range
     grid_take = app.studio.from_grid(app.settings(*form(app, 0.0)), path, 10.0)
     assert views is app.scrub(path, 10.0, *form(app, 2.0))  # drawn once, when the grid was rendered
-    assert np.array_equal(views[2][1], (np.clip(grid_take.steered[0], -1, 1) * 32767).astype(np.int16))
+    # made ahead as files: the steered clip (WAV) and the spectrograms (PNG); the unsteered player is left
+    steered, rate = sf.read(views[2], dtype="float32")
+    assert rate == grid_take.sample_rate and np.array_equal(steered, grid_take.steered[0])
+    assert views[3].endswith(".png") and Path(views[3]).stat().st_size > 10_000
+    assert views[1] == {"__type__": "update"}  # gr.skip(): the reference player stays as it is
 
 
 def test_restore_and_export(app, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TadaError
+from ..files import write_wav
 from .takes import SliderSetting, Studio, Take, TakeSettings
 from .views import AB_SCRIPT, HISTORY_HEADERS, ab_player, history_rows, scores_markdown, spectrogram_image
 
@@ -65,6 +66,19 @@ class StudioApp:
             scores_markdown(take, self.title(take)),
         )
 
+    def _prepared(self, take: Take, index: int) -> tuple[Any, ...]:
+        """A grid point's views, made ahead as files the server only has to send: the steered clip as
+        WAV and the spectrograms as PNG. The unsteered player is left as it is (gr.skip): a grid shares
+        one reference, the one on show when its settings were generated."""
+        import gradio as gr
+        from PIL import Image
+
+        folder = self.export_dir / "grid"
+        steered = write_wav(folder / f"steered-{index:03d}.wav", take.steered.T, take.sample_rate)
+        spectra = folder / f"spectra-{index:03d}.png"
+        Image.fromarray(spectrogram_image(take)).save(spectra)
+        return (ab_player(take), gr.skip(), str(steered), str(spectra), scores_markdown(take, self.title(take)))
+
     def title(self, take: Take) -> str:
         for i, kept in enumerate(self.studio.history):
             if kept is take:
@@ -98,8 +112,7 @@ class StudioApp:
                 progress(len(done) / len(alphas), desc=f"alpha {alpha:+.3g}")
 
         grid = self.studio.render_grid(settings, path, alphas, progress=tick)
-        self._views = {}
-        self._views = {id(take): (take, self.views(take)) for take in grid.values()}
+        self._views = {id(take): (take, self._prepared(take, i)) for i, take in enumerate(grid.values())}
         return f"{len(alphas)} takes of {slider.label} ready, alpha {slider.low:g} .. {slider.high:g}: move its slider"
 
     def restore(self, index: float) -> tuple[Any, ...]:
