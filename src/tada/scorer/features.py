@@ -51,7 +51,8 @@ def mel_basis() -> torch.Tensor:
     return torch.from_numpy(basis).float()
 
 
-def _power(wave: torch.Tensor, n_fft: int) -> torch.Tensor:
+def power_spectrogram(wave: torch.Tensor, n_fft: int = N_FFT) -> torch.Tensor:
+    """STFT power ``(..., n_fft // 2 + 1, frames)`` of waves ``(..., samples)`` (Hann window, hop HOP, centred)."""
     spec = torch.stft(
         wave.reshape(-1, wave.shape[-1]).float(),
         n_fft,
@@ -98,7 +99,7 @@ def to_mono_16k(audio: np.ndarray | torch.Tensor, sr: int) -> torch.Tensor:
 
 def log_mel(wave: torch.Tensor) -> torch.Tensor:
     """Natural-log mel power spectrogram of 16 kHz mono audio: ``(..., frames)`` -> ``(..., N_MELS, time)``."""
-    mel = torch.matmul(mel_basis(), _power(wave, N_FFT))
+    mel = torch.matmul(mel_basis(), power_spectrogram(wave, N_FFT))
     return mel.clamp_min(LOG_FLOOR).log().reshape(*wave.shape[:-1], N_MELS, -1)
 
 

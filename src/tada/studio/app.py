@@ -98,12 +98,9 @@ class StudioApp:
     def render_grid(self, path: str | None, points: float, *inputs: Any, progress: Any = None) -> str:
         if not path:
             raise TadaError("choose the slider to pre-render")
-        slider = self.studio.sliders.get(path)
-        if slider is None:
-            raise TadaError(f"no slider for {path} (unknown artifact)")
+        slider = self.studio.slider(path)
         alphas = [float(a) for a in np.linspace(slider.low, slider.high, int(points))]
         settings = self.settings(*inputs)
-        settings.check()
         done = []
 
         def tick(alpha: float) -> None:

@@ -227,6 +227,12 @@ class Studio:
                 self.problems.append(str(exc))
         return added
 
+    def slider(self, path: str) -> Slider:
+        """The slider of an artifact added before; one clear line when there is none."""
+        if path not in self.sliders:
+            raise TadaError(f"no slider for {path}: add the artifact first (unknown artifact)")
+        return self.sliders[path]
+
     # -- rendering ----------------------------------------------------------------------
     def _generate(self, settings: TakeSettings) -> tuple[np.ndarray, int]:
         audio = self.adapter.generate(
@@ -249,13 +255,8 @@ class Studio:
         return self._references[key]
 
     def _items(self, settings: TakeSettings) -> list[tuple[Any, float]]:
-        items = []
-        for s in settings.sliders:
-            if s.path not in self.sliders:
-                raise TadaError(f"no slider for {s.path}: add the artifact first (unknown artifact)")
-            if s.alpha != 0:
-                items.append((self.sliders[s.path].artifact, float(s.alpha)))
-        return items
+        chosen = [(self.slider(s.path), float(s.alpha)) for s in settings.sliders]  # every path must be known
+        return [(slider.artifact, alpha) for slider, alpha in chosen if alpha != 0]
 
     def render(self, settings: TakeSettings, score: bool = True, remember: bool = True) -> Take:
         """Both clips of a take and, with ``score``, each slider's probe score on both and the
@@ -298,8 +299,8 @@ class Studio:
         self, settings: TakeSettings, path: str, alphas: list[float], progress: Any = None
     ) -> dict[float, Take]:
         """The take at each alpha of one slider (the others as in ``settings``), kept for :meth:`from_grid`."""
-        if path not in self.sliders:
-            raise TadaError(f"no slider for {path}: add the artifact first (unknown artifact)")
+        settings.check()  # before the first of many renders
+        self.slider(path)
         if not alphas:
             raise TadaError("a grid needs at least one alpha")
         key = (settings.with_alpha(path, 0.0), path)

@@ -6,23 +6,20 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from ..scorer import features
 from .takes import Take
 
-N_FFT = 1024
-HOP = 256
 
-
-def log_spectrogram(clip: np.ndarray) -> np.ndarray:
-    """Power in dB ``(bins, frames)`` of a clip ``(channels, frames)`` mixed to mono."""
-    mono = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)).reshape(-1, clip.shape[-1]).mean(0)
-    window = torch.hann_window(N_FFT)
-    spec = torch.stft(mono, N_FFT, HOP, window=window, center=True, return_complex=True).abs().pow(2)
-    return (10 * torch.log10(spec.clamp_min(1e-10))).numpy()
+def log_spectrogram(clip: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power in dB ``(bins, frames)`` of a clip ``(channels, frames)`` mixed to mono (the scorer's STFT)."""
+    mono = torch.from_numpy(features.to_mono(clip, sample_rate, sample_rate))
+    return (10 * torch.log10(features.power_spectrogram(mono)[0].clamp_min(1e-10))).numpy()
 
 
 def spectrogram_image(take: Take) -> np.ndarray:
@@ -33,7 +30,7 @@ def spectrogram_image(take: Take) -> np.ndarray:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref, steered = log_spectrogram(take.reference), log_spectrogram(take.steered)
+    ref, steered = (log_spectrogram(clip, take.sample_rate) for clip in (take.reference, take.steered))
     top = float(max(ref.max(), steered.max()))
     nyquist = take.sample_rate / 2 / 1000
     extent = (0.0, take.reference.shape[-1] / take.sample_rate, 0.0, nyquist)
@@ -119,12 +116,8 @@ def history_rows(takes: list[Take]) -> list[list]:
     rows = []
     for i, take in enumerate(takes):
         s = take.settings
-        sliders = ", ".join(f"{p.rsplit('/', 1)[-1].removesuffix('.safetensors')} {a:+g}" for p, a in _alphas(s))
+        sliders = ", ".join(f"{Path(x.path).stem} {x.alpha:+g}" for x in s.sliders)
         rows.append(
             [i, s.prompt, s.seed, sliders or "(none)", round(take.preservation, 4), round(take.render_seconds, 2)]
         )
     return rows
-
-
-def _alphas(settings) -> list[tuple[str, float]]:
-    return [(x.path, x.alpha) for x in settings.sliders]
