@@ -19,6 +19,7 @@ from .data.cli import data_app
 from .errors import TadaError
 from .sae.cli import sae_app
 from .studio.cli import studio as studio_command
+from .study.cli import study_app
 
 SITE_KINDS = ("xattn", "xattn_in", "attn")
 WAV = (".wav",)
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(sae_app, name="sae")
+app.add_typer(study_app, name="study")
 app.command(name="bench")(bench_command)
 app.command(name="studio")(studio_command)
 

@@ -41,6 +41,16 @@ def integer(name: str, value: int, low: int, high: int, why: str) -> int:
     return int(value)
 
 
+def port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on, before any model or file is loaded."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((host if host not in ("0.0.0.0", "") else "127.0.0.1", port)) == 0:
+            raise TadaError(f"port {port} on {host} is already taken: give another with --port")
+
+
 def generation(
     seconds: float | None = None,
     steps: int | None = None,

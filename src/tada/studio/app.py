@@ -247,11 +247,9 @@ def build(app: StudioApp) -> Any:
 
 def launch(app: StudioApp, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> Any:
     """Serve the studio (localhost unless ``host`` says otherwise); a port in use is one clear line."""
-    import socket
+    from .. import validate
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
-            raise TadaError(f"port {port} on {host} is already taken: give another with --port")
+    validate.port_free(host, port)
     demo = build(app)
     demo.queue(default_concurrency_limit=1)
     demo.launch(
