@@ -43,3 +43,45 @@ def bench_folder(root: Path, concepts=("piano", "tempo"), variants=("caa-local",
             for alpha in (1.5 * (v + 1), 4.0 * (v + 1), -2.0, -6.5):
                 sf.write(base / variant / f"alpha{alpha:+.4g}.wav", tone(300 + 40 * v + alpha, 0.5), SR)
     return root
+
+
+class StudyProcess:
+    """``tada study serve`` in its own process, so a test can kill it as a crash would."""
+
+    def __init__(self, folder: Path, port: int):
+        import sys
+
+        tada = Path(sys.executable).with_name("tada")
+        self.command = [str(tada), "study", "serve", str(folder), "--port", str(port)]
+        self.url = f"http://127.0.0.1:{port}/"
+        self.process = None
+
+    def start(self) -> StudyProcess:
+        import os
+        import subprocess
+        import time
+        import urllib.request
+
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise AssertionError(self.process.stdout.read().decode())
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed that was not already committed."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(10)

@@ -214,6 +214,17 @@ def _cases() -> list[tuple[str, list[str], str]]:
             ["mini", "train", "--corpus", "{f}/adir", "--out", "{w}/m", "--time-limit", "nan"],
             "--time-limit",
         ),
+        # listening studies
+        ("study-clips-missing", ["study", "make", "--clips", "{f}/nope", "--out", "{w}/s"], "no folder of clips"),
+        ("study-clips-empty", ["study", "make", "--clips", "{f}/adir", "--out", "{w}/s"], "no study items"),
+        (
+            "study-mushra-size-zero",
+            ["study", "make", "--clips", "{f}/adir", "--out", "{w}/s", "--mushra-size", "0"],
+            "--mushra-size",
+        ),
+        ("study-serve-not-a-study", ["study", "serve", "{f}/adir"], "is not a study"),
+        ("study-serve-port", ["study", "serve", "{f}/adir", "--port", "70000"], "--port must be"),
+        ("study-analyze-not-a-study", ["study", "analyze", "{f}/adir"], "is not a study"),
     ]
 
 
@@ -339,6 +350,9 @@ def test_help_and_models_import_neither_torch_nor_diffusers():
         "mini train",
         "bench",
         "studio",
+        "study make",
+        "study serve",
+        "study analyze",
     ]
     for args in (["--help"], ["models"], *([*command.split(), "--help"] for command in commands)):
         result = subprocess.run(

@@ -4,21 +4,15 @@ tests/test_study_browser.py drives the pages in Chromium)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from study_clips import CONDITIONS, bench_folder, clip_folder
+from study_clips import CONDITIONS, StudyProcess, bench_folder, clip_folder
 
 from tada.errors import TadaError
 from tada.study.analyze import analyze, report_markdown, write_analysis
@@ -290,41 +284,21 @@ def test_a_taken_port_and_a_missing_study_are_one_line_each(study, tmp_path):
 
 
 def test_killing_the_server_loses_no_submitted_answer(study):
-    port = free_port()
-    command = [sys.executable, "-m", "tada.cli", "study", "serve", str(study.folder), "--port", str(port)]
-    if not Path(sys.executable).with_name("tada").exists():
-        pytest.skip("the tada console script is not installed")
-    command = [str(Path(sys.executable).with_name("tada")), *command[3:]]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    base = f"http://127.0.0.1:{port}/"
-
-    def serve():
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            try:
-                if _get(base)[0] == 200:
-                    return process
-            except OSError:
-                time.sleep(0.1)
-        process.kill()
-        raise AssertionError(process.stdout.read().decode())
-
-    process = serve()
+    server = StudyProcess(study.folder, free_port()).start()
+    base = server.url
     rater = _start(base)
     plan = AnswerStore(study.answers_path).plan(rater)
     for i in range(3):
         assert _post(f"{base}r/{rater}/answer", json.dumps(_answer(plan[i], i)).encode())[0] == 200
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    server.kill()
     assert len(AnswerStore(study.answers_path).answers()) == 3
-    process = serve()
+    server.start()
     try:
         _, page, _ = _get(f"{base}r/{rater}")
         assert f"Page 4 of {len(plan)}".encode() in page  # the rater goes on where they stopped
         assert _post(f"{base}r/{rater}/answer", json.dumps(_answer(plan[3], 3)).encode())[0] == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(10)
+        server.stop()
     assert [a["trial"] for a in AnswerStore(study.answers_path).answers()] == [0, 1, 2, 3]
 
 
@@ -407,3 +381,18 @@ def test_analysing_a_study_without_answers_is_one_line(study):
     AnswerStore(study.answers_path).close()
     with pytest.raises(TadaError, match="no answers yet"):
         analyze(study)
+
+
+def test_the_commands_make_and_analyze_a_study(tmp_path):
+    from conftest import run_cli
+
+    clips = bench_folder(tmp_path / "run")
+    made = run_cli("study", "make", "--clips", str(clips), "--out", str(tmp_path / "s"), "--ab-trials", "3")
+    assert made.returncode == 0, made.stderr
+    assert "8 items, 2 conditions, 8 A/B pairs, 8 MUSHRA pages; each rater gets 13 pages" in made.stdout
+    study = Study.load(tmp_path / "s")
+    _simulate(study, 3, lambda s: "caa-local" if "caa-local" in s else min(s, key=lambda c: c == ANCHOR))
+    done = run_cli("study", "analyze", str(tmp_path / "s"), "--replicates", "100")
+    assert done.returncode == 0, done.stderr
+    assert "| CAA (loc.) | 9 | 1.00 [" in done.stdout and "3 of 3 raters kept" in done.stdout
+    assert (tmp_path / "s" / "analysis" / "preference.png").is_file()

@@ -59,9 +59,11 @@ def serve(
     port: int = typer.Option(8765, help="Port to serve on."),
 ) -> None:
     """Serve the study's pages; each answer is in STUDY/answers.sqlite before the page moves on."""
+    from .. import validate
     from .design import Study
     from .server import StudyServer
 
+    validate.integer("--port", port, 1, 65535, "a TCP port")
     server = StudyServer(Study.load(study), host, port)
     typer.echo(f"tada study: {study} on {server.url} (Ctrl-C stops; answers are saved as they come)")
     try:

@@ -41,7 +41,7 @@ const plays = T.stimuli.map(() => 0), touched = T.stimuli.map(() => false), star
 let choice = null;
 const status = document.getElementById('tada-status'), submit = document.getElementById('tada-submit');
 function missing() {
-  if (T.require_listening && plays.some(p => p === 0)) return 'Play every clip to the end of your choice first.';
+  if (T.require_listening && plays.some(p => p === 0)) return 'Play every clip first (as much of each as you like).';
   if (T.kind === 'mushra') return touched.every(Boolean) ? '' : 'Move every slider (rate every clip).';
   return choice === null ? 'Choose A or B.' : '';
 }
