@@ -107,41 +107,67 @@ class StudioPage:
         text = self.one("#tada-scores").text
         return text.splitlines()[0] if text else ""
 
-    def generate(self, timeout: float = 180) -> float:
-        """Press Generate; seconds until the new take's views are in the page."""
+    # A MutationObserver on the A/B player, started in the same script as the gesture it times: the
+    # milliseconds until the player holds a different steered clip whose metadata has loaded (playable).
+    WATCH = (
+        "const source = () => { const b = document.querySelector('#tada-ab .tada-ab-b'); return b ? b.src : ''; };"
+        "const before = source();"
+        "window.tadaChanged = null;"
+        "window.tadaDone = new Promise((resolve) => { window.tadaResolve = resolve; });"
+        "const observer = new MutationObserver(() => {"
+        "  const b = document.querySelector('#tada-ab .tada-ab-b');"
+        "  if (window.tadaChanged !== null || !b || b.src === before) return;"
+        "  observer.disconnect();"
+        "  const done = () => { if (window.tadaChanged === null) {"
+        "    window.tadaChanged = performance.now() - start; window.tadaResolve(window.tadaChanged); } };"
+        "  if (b.readyState >= 1) done(); else b.addEventListener('loadedmetadata', done, {once: true});"
+        "});"
+        "observer.observe(document.querySelector('#tada-ab'), {subtree: true, childList: true, attributes: true});"
+        "const start = performance.now();"
+    )
+
+    def _watched(self, timeout: float) -> float:
+        """Waits in the page, on the observer's promise: no polling from here to take the CPU it measures."""
+        self.d.set_script_timeout(15)
+        deadline = time.perf_counter() + timeout
+        while True:  # 10 s at a time: the driver's HTTP client gives up on a call after 120 s
+            value = self.d.execute_async_script(
+                "const done = arguments[arguments.length - 1], timer = setTimeout(() => done(null), 10000);"
+                "window.tadaDone.then((v) => { clearTimeout(timer); done(v); });"
+            )
+            if value is not None:
+                return float(value)
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no new clip in the player after {timeout:g} s")
+
+    def generate(self, timeout: float = 180) -> tuple[float, float]:
+        """Press Generate; seconds until the new take's steered clip is playable in the page (measured in
+        the page), and until its spectrograms and scores are shown too. The steered clip must differ from
+        the one on show (move a slider first): an identical take changes nothing in the player."""
         before = self.title()
         index = int(before.split()[-1]) + 1 if before.startswith("Take ") else None
         start = time.perf_counter()
-        self.one("#tada-generate").click()
+        self.js(self.WATCH + "document.querySelector('#tada-generate').click();")
+        playable = self._watched(timeout) / 1000
         self.wait(
             lambda: self.title().startswith("Take ") and (index is None or self.title() == f"Take {index}"), timeout
         )
-        return time.perf_counter() - start
+        return playable, time.perf_counter() - start
 
     def scrub_ms(self, value: float, index: int = 0) -> float:
         """Milliseconds, measured in the page, from committing a slider value to a different steered
-        clip in the player (a MutationObserver on the player, started in the same script)."""
+        clip, playable, in the player."""
         box = self.all(".tada-slider input[type=number]")[index]
         self.js(
-            "const box = arguments[0];"
-            "const source = () => { const b = document.querySelector('#tada-ab .tada-ab-b'); return b ? b.src : ''; };"
-            "const before = source();"
-            "window.tadaChanged = null;"
-            "const observer = new MutationObserver(() => {"
-            "  if (window.tadaChanged === null && source() !== before) {"
-            "    window.tadaChanged = performance.now() - window.tadaStart; observer.disconnect(); }"
-            "});"
-            "observer.observe(document.querySelector('#tada-ab'), {subtree: true, childList: true, attributes: true});"
+            self.WATCH + "const box = arguments[0];"
             "box.value = String(arguments[1]);"
-            "window.tadaStart = performance.now();"
             "box.dispatchEvent(new Event('input', {bubbles: true}));"
             "box.dispatchEvent(new Event('change', {bubbles: true}));"
             "box.blur();",
             box,
             value,
         )
-        self.wait(lambda: self.js("return window.tadaChanged") is not None, 30)
-        return float(self.js("return window.tadaChanged"))
+        return self._watched(30)
 
 
 def piano_studio(model: str, folder: Path, extra: bool = False):

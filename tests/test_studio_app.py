@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
+import re
 import socket
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import FAST
+from PIL import Image
 from studio_browser import piano_studio
 
 from tada.concepts import CONCEPTS
@@ -32,29 +36,53 @@ def form(app, alpha: float, prompt: str = "lofi beat"):
     return [prompt, 2, FAST["seconds"], FAST["steps"], None, [path], {path: alpha}]
 
 
-def test_generate_gives_players_spectrograms_scores_and_history(app):
-    player, a, b, spectra, scores, history = app.generate(*form(app, 3.0))
-    assert player.count("<audio") == 2 and "data:audio/wav;base64," in player and "tada-ab-switch" in player
+def _clip(uri: str) -> np.ndarray:
+    audio, _ = sf.read(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), dtype="float32")
+    return audio
+
+
+def test_generate_gives_the_players_first_then_spectrograms_scores_and_history(app):
+    player, history = app.generate(*form(app, 3.0))
     take = app.studio.history[-1]
-    assert a[0] == b[0] == take.sample_rate and a[1].dtype == np.int16 and not np.array_equal(a[1], b[1])
-    assert spectra.ndim == 3 and spectra.shape[2] == 3 and spectra.shape[1] > spectra.shape[0]
-    assert "Preservation distance" in scores and CONCEPTS["piano"].probe in scores
-    assert history[-1][0] == len(app.studio.history) - 1 and "+3" in history[-1][3]
+    assert not take.scored  # the clips reach the page before the scoring
+    assert player.count("<audio") == 2 and "tada-ab-switch" in player
+    uris = re.findall(r'<audio[^>]+src="([^"]+)"', player)
+    assert np.allclose(_clip(uris[0]), take.reference[0], atol=1 / 32767)  # A: unsteered, 16-bit
+    assert np.allclose(_clip(uris[1]), take.steered[0], atol=1 / 32767)  # B: steered
+    assert 'download="take-' in player and history[-1][0] == len(app.studio.history) - 1 and "+3" in history[-1][3]
+    view, history = app.describe()
+    assert take.scored and take.preservation > 0
+    png = base64.b64decode(re.search(r'id="tada-spectra"[^>]* src="data:image/png;base64,([^"]+)"', view).group(1))
+    width, height = Image.open(io.BytesIO(png)).size
+    assert width > 2 * height > 200  # A, B and B - A side by side
+    assert "Preservation distance" in view and CONCEPTS["piano"].probe in view and "Take " in view
+    assert history[-1][4] == round(take.preservation, 4)
 
 
-def test_scrubbing_needs_a_grid_and_then_only_looks_takes_up(app):
+def test_a_grid_goes_to_the_page_whole_with_what_it_needs_to_swap_points(app):
     path = next(iter(app.studio.sliders))
-    assert app.scrub(path, 1.0, *form(app, 1.0)) is None
-    message = app.render_grid(path, 3, *form(app, 0.0))
+    message, grid = app.render_grid(path, 3, *form(app, 0.0))
     assert "3 takes" in message
-    views = app.scrub(path, 9.0, *form(app, 9.0))  # nearest grid point: the top of the range
-    grid_take = app.studio.from_grid(app.settings(*form(app, 0.0)), path, 10.0)
-    assert views is app.scrub(path, 10.0, *form(app, 2.0))  # drawn once, when the grid was rendered
-    # made ahead as files: the steered clip (WAV) and the spectrograms (PNG); the unsteered player is left
-    steered, rate = sf.read(views[2], dtype="float32")
-    assert rate == grid_take.sample_rate and np.array_equal(steered, grid_take.steered[0])
-    assert views[3].endswith(".png") and Path(views[3]).stat().st_size > 10_000
-    assert views[1] == {"__type__": "update"}  # gr.skip(): the reference player stays as it is
+    points = re.findall(
+        r'data-alpha="([^"]+)" data-spectra="([^"]+)"[^<]*<audio class="tada-grid-audio"[^>]* src="([^"]+)"', grid
+    )
+    slider = app.studio.slider(path)
+    assert [float(a) for a, _, _ in points] == [slider.low, 0.0, slider.high]
+    for alpha, spectra, src in points:
+        take = app.studio.from_grid(app.settings(*form(app, 0.0)), path, float(alpha))
+        assert np.allclose(_clip(src), take.steered[0], atol=1 / 32767)
+        assert spectra.startswith("data:image/png;base64,") and len(spectra) > 10_000
+    settings = json.loads(html.unescape(re.search(r'data-settings="([^"]+)"', grid).group(1)))
+    assert settings == {
+        "label": slider.label,
+        "prompt": "lofi beat",
+        "seed": 2,
+        "seconds": FAST["seconds"],
+        "steps": FAST["steps"],
+        "guidance": None,
+        "others": {},
+    }
+    assert "Preservation distance" in html.unescape(grid)
 
 
 def test_restore_and_export(app, tmp_path):

@@ -14,9 +14,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import TadaError
-from ..files import write_wav
 from .takes import SliderSetting, Studio, Take, TakeSettings
-from .views import AB_SCRIPT, HISTORY_HEADERS, ab_player, history_rows, scores_markdown, spectrogram_image
+from .views import (
+    AB_SCRIPT,
+    GRID_SCRIPT,
+    HISTORY_HEADERS,
+    ab_player,
+    grid_html,
+    history_rows,
+    image_uri,
+    scores_html,
+    spectrogram_image,
+    take_view,
+)
 
 GRID_POINTS = 9
 
@@ -27,7 +37,6 @@ class StudioApp:
     def __init__(self, studio: Studio, export_dir: str | Path | None = None):
         self.studio = studio
         self.export_dir = Path(export_dir) if export_dir else Path(tempfile.mkdtemp(prefix="tada-studio-"))
-        self._views: dict[int, tuple[Take, tuple[Any, ...]]] = {}  # the last grid's takes, drawn ahead
 
     def choices(self) -> list[tuple[str, str]]:
         return [(slider.label, path) for path, slider in self.studio.sliders.items()]
@@ -53,49 +62,28 @@ class StudioApp:
             sliders=tuple(SliderSetting(p, float(alphas.get(p, 0.0))) for p in (chosen or [])),
         )
 
-    def views(self, take: Take) -> tuple[Any, ...]:
-        """The page's view of a take: A/B player, both players, spectrograms, scores."""
-        cached = self._views.get(id(take))
-        if cached is not None and cached[0] is take:
-            return cached[1]
-        return (
-            ab_player(take),
-            (take.sample_rate, _pcm(take.reference)),
-            (take.sample_rate, _pcm(take.steered)),
-            spectrogram_image(take),
-            scores_markdown(take, self.title(take)),
-        )
-
-    def _prepared(self, take: Take, index: int) -> tuple[Any, ...]:
-        """A grid point's views, made ahead as files the server only has to send: the steered clip as
-        WAV and the spectrograms as PNG. The unsteered player is left as it is (gr.skip): a grid shares
-        one reference, the one on show when its settings were generated."""
-        import gradio as gr
-        from PIL import Image
-
-        folder = self.export_dir / "grid"
-        steered = write_wav(folder / f"steered-{index:03d}.wav", take.steered.T, take.sample_rate)
-        spectra = folder / f"spectra-{index:03d}.png"
-        Image.fromarray(spectrogram_image(take)).save(spectra)
-        return (ab_player(take), gr.skip(), str(steered), str(spectra), scores_markdown(take, self.title(take)))
-
     def title(self, take: Take) -> str:
         for i, kept in enumerate(self.studio.history):
             if kept is take:
                 return f"Take {i}"
         return "Pre-rendered grid point"
 
-    def generate(self, *inputs: Any) -> tuple[Any, ...]:
-        """Render a take from the form; its views and the history."""
-        return (*self.views(self.studio.render(self.settings(*inputs))), history_rows(self.studio.history))
+    def generate(self, *inputs: Any) -> tuple[str, list[list]]:
+        """Render a take from the form: the A/B player at once (the take is scored and drawn by
+        :meth:`describe`, which the page calls next, so the clips play before the scoring is done)."""
+        take = self.studio.render(self.settings(*inputs), score=False)
+        return ab_player(take, f"take-{len(self.studio.history) - 1:03d}"), history_rows(self.studio.history)
 
-    def scrub(self, path: str, alpha: float, *inputs: Any) -> tuple[Any, ...] | None:
-        """The views of the pre-rendered take nearest ``alpha`` on this slider's grid (drawn when the grid
-        was rendered, so scrubbing only looks them up), or None without a grid."""
-        take = self.studio.from_grid(self.settings(*inputs), path, alpha)
-        return None if take is None else self.views(take)
+    def describe(self) -> tuple[str, list[list]]:
+        """The last take's spectrograms and scores, and the history with its preservation distance."""
+        if not self.studio.history:
+            return take_view(None), []
+        take = self.studio.score(self.studio.history[-1])
+        return take_view(take, self.title(take)), history_rows(self.studio.history)
 
-    def render_grid(self, path: str | None, points: float, *inputs: Any, progress: Any = None) -> str:
+    def render_grid(self, path: str | None, points: float, *inputs: Any, progress: Any = None) -> tuple[str, str]:
+        """A grid of alphas on one slider, rendered, scored and drawn ahead, and sent to the page whole
+        (:func:`~tada.studio.views.grid_html`): moving that slider then swaps takes in the page."""
         if not path:
             raise TadaError("choose the slider to pre-render")
         slider = self.studio.slider(path)
@@ -109,8 +97,13 @@ class StudioApp:
                 progress(len(done) / len(alphas), desc=f"alpha {alpha:+.3g}")
 
         grid = self.studio.render_grid(settings, path, alphas, progress=tick)
-        self._views = {id(take): (take, self._prepared(take, i)) for i, take in enumerate(grid.values())}
-        return f"{len(alphas)} takes of {slider.label} ready, alpha {slider.low:g} .. {slider.high:g}: move its slider"
+        title = "Pre-rendered grid point"
+        spectra = {a: image_uri(spectrogram_image(take)) for a, take in grid.items()}
+        scores = {a: scores_html(take, f"{title}, alpha {a:+.3g}") for a, take in grid.items()}
+        others = {self.studio.sliders[x.path].label: x.alpha for x in settings.sliders if x.path != path}
+        message = f"{len(alphas)} takes of {slider.label} ready, alpha {slider.low:g} .. {slider.high:g}"
+        message += ": move its slider"
+        return message, grid_html(grid, slider.label, others, spectra, scores)
 
     def restore(self, index: float) -> tuple[Any, ...]:
         """The form's values from take ``index`` of the history."""
@@ -122,15 +115,8 @@ class StudioApp:
         if not self.studio.history:
             raise TadaError("no take to export yet: press Generate first")
         index = len(self.studio.history) - 1
-        files = self.studio.history[index].export(self.export_dir, f"take-{index:03d}")
+        files = self.studio.score(self.studio.history[index]).export(self.export_dir, f"take-{index:03d}")
         return [str(files["steered"]), str(files["settings"]), str(files["reference"])]
-
-
-def _pcm(clip: np.ndarray) -> np.ndarray:
-    """A clip ``(channels, frames)`` as gradio plays it: ``(frames,)`` or ``(frames, channels)`` int16."""
-    data = np.clip(clip, -1.0, 1.0)
-    data = data[0] if data.shape[0] == 1 else data.T
-    return (data * 32767).astype(np.int16)
 
 
 def _guard(fn):
@@ -192,24 +178,17 @@ def build(app: StudioApp) -> Any:
                             elem_classes=["tada-slider"],
                         )
 
-                        def moved(alpha, current, *inputs, path=path):
-                            current = dict(current or {})
-                            current[path] = float(alpha)
-                            views_now = app.scrub(path, float(alpha), *inputs[:-1], current)
-                            return (current, *(views_now if views_now else [gr.skip()] * len(views)))
+                        def moved(alpha, current, path=path):  # a grid point, if any, is swapped in the page
+                            return {**(current or {}), path: float(alpha)}
 
-                        widget.change(moved, [widget, alphas, *form], [alphas, *views], show_progress="hidden")
+                        widget.change(moved, [widget, alphas], alphas, show_progress="hidden")
 
                 generate = gr.Button("Generate", variant="primary", elem_id="tada-generate")
 
             with gr.Column(scale=3):
                 player = gr.HTML(ab_player(None), js_on_load=AB_SCRIPT, elem_id="tada-ab")
-                with gr.Row():
-                    audio_a = gr.Audio(label="A: unsteered", interactive=False, elem_id="tada-audio-a")
-                    audio_b = gr.Audio(label="B: steered", interactive=False, elem_id="tada-audio-b")
-                spectra = gr.Image(label="Spectrograms", interactive=False, elem_id="tada-spectra")
-                scores = gr.Markdown(elem_id="tada-scores")
-        views = [player, audio_a, audio_b, spectra, scores]
+                view = gr.HTML(take_view(None), elem_id="tada-view")  # spectrograms and scores
+                grid_data = gr.HTML("", js_on_load=GRID_SCRIPT, elem_id="tada-grid-data", padding=False)
         with gr.Accordion("Pre-render a grid of alphas (instant scrubbing)", open=False):
             with gr.Row():
                 grid_slider = gr.Dropdown(app.choices(), label="Slider", elem_id="tada-grid-slider")
@@ -226,12 +205,17 @@ def build(app: StudioApp) -> Any:
                 export = gr.Button("Export the last take (WAV + JSON for tada steer --replay)", elem_id="tada-export")
             files = gr.File(label="Exported", file_count="multiple", interactive=False, elem_id="tada-files")
 
-        generate.click(_guard(app.generate), form, [*views, history], concurrency_limit=1)
+        # the clips first, then their spectrograms and scores; minimal progress keeps the browser's drawing
+        # of a busy indicator from taking the CPU the render needs
+        generate.click(
+            _guard(app.generate), form, [player, history], concurrency_limit=1, show_progress="hidden"
+        ).success(_guard(app.describe), None, [view, history], concurrency_limit=1, show_progress="minimal")
 
         def grid(path, points, *inputs, progress=gr.Progress()):
             return app.render_grid(path, points, *inputs, progress=progress)
 
-        grid_button.click(_guard(grid), [grid_slider, grid_points, *form], grid_status, concurrency_limit=1)
+        grid_inputs = [grid_slider, grid_points, *form]
+        grid_button.click(_guard(grid), grid_inputs, [grid_status, grid_data], concurrency_limit=1)
 
         def restore_take(index, counter):
             return (*app.restore(index), (counter or 0) + 1)

@@ -125,7 +125,8 @@ class Take:
     sample_rate: int
     probes: dict[str, dict[str, float]] = field(default_factory=dict)  # probe text -> {reference, steered}
     preservation: float = 0.0  # scorer distance of the steered clip to the reference
-    render_seconds: float = 0.0
+    render_seconds: float = 0.0  # generating the steered clip (and scoring, when render scored it)
+    scored: bool = False
 
     def export(self, directory: str | Path, name: str = "take") -> dict[str, Path]:
         """``NAME.wav`` (steered), ``NAME-reference.wav`` and ``NAME.json`` (settings and scores)."""
@@ -276,13 +277,16 @@ class Studio:
             steered = reference.copy()
         take = Take(settings, reference, steered, self.adapter.sample_rate)
         if score:
-            self._score(take)
+            self.score(take)
         take.render_seconds = time.perf_counter() - start
         if remember:
             self.history.append(take)
         return take
 
-    def _score(self, take: Take) -> None:
+    def score(self, take: Take) -> Take:
+        """Fill in ``take``'s preservation distance and each slider's probe scores (once)."""
+        if take.scored:
+            return take
         sr = take.sample_rate
         probes = [p for p in dict.fromkeys(self.sliders[s.path].probe for s in take.settings.sliders) if p]
         feats = self.scorer.clip_features([take.reference, take.steered], sr)
@@ -293,6 +297,8 @@ class Studio:
                 p: {"reference": float(similarity[0, i]), "steered": float(similarity[1, i])}
                 for i, p in enumerate(probes)
             }
+        take.scored = True
+        return take
 
     # -- grids: alphas rendered ahead, for instant scrubbing -------------------------------
     def render_grid(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +61,19 @@ def _data_uri(clip: np.ndarray, sample_rate: int) -> str:
     return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def ab_player(take: Take | None) -> str:
-    """Two players (A: unsteered, B: steered) of which one shows; the switch (see :data:`AB_SCRIPT`)
-    moves the playhead across and keeps playing if it was."""
+def image_uri(image: np.ndarray) -> str:
+    """An RGB image ``(height, width, 3)`` as a PNG data URI."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ab_player(take: Take | None, name: str = "take") -> str:
+    """Two players (A: unsteered, B: steered) of which one shows, a switch (see :data:`AB_SCRIPT`) that
+    moves the playhead across and keeps playing if it was, and a download link for each clip. The clips
+    travel inside the page (16-bit WAV data URIs): nothing is fetched after the page has the take."""
     if take is None:
         return '<div class="tada-ab"><p>Press Generate to hear a take.</p></div>'
     a = _data_uri(take.reference, take.sample_rate)
@@ -71,6 +83,8 @@ def ab_player(take: Take | None) -> str:
         f'<audio class="tada-ab-a" controls preload="auto" src="{a}"></audio>'
         f'<audio class="tada-ab-b" controls preload="auto" src="{b}" style="display:none"></audio>'
         '<button type="button" class="tada-ab-switch">Hearing A (unsteered): switch to B</button>'
+        f' <a class="tada-download-a" download="{html.escape(name)}-reference.wav" href="{a}">A.wav</a>'
+        f' <a class="tada-download-b" download="{html.escape(name)}.wav" href="{b}">B.wav</a>'
         "</div>"
     )
 
@@ -92,6 +106,111 @@ element.addEventListener('click', (event) => {
   button.textContent = to === a ? 'Hearing A (unsteered): switch to B' : 'Hearing B (steered): switch to A';
 });
 """
+
+
+def grid_html(
+    takes: dict[float, Take], label: str, others: dict[str, float], spectra: dict[float, str], scores: dict[float, str]
+) -> str:
+    """A pre-rendered grid, carried into the page whole: per alpha, the steered clip, the spectrograms
+    (PNG data URI) and the scores as HTML. :data:`GRID_SCRIPT` swaps them in as the slider moves, in the
+    page, with no request to the server. The form's settings travel along, so a grid never shows for a
+    prompt, seed or setting of the other sliders (``others``: label -> alpha) it was not rendered for."""
+    s = next(iter(takes.values())).settings
+    head = {
+        "label": label,
+        "prompt": s.prompt,
+        "seed": s.seed,
+        "seconds": s.seconds,
+        "steps": s.steps,
+        "guidance": s.guidance,
+        "others": others,
+    }
+    points = "".join(
+        f'<div class="tada-grid-point" data-alpha="{alpha!r}" data-spectra="{spectra[alpha]}"'
+        f' data-scores="{html.escape(scores[alpha])}"><audio class="tada-grid-audio" preload="auto"'
+        f' data-alpha="{alpha!r}" src="{_data_uri(take.steered, take.sample_rate)}"></audio></div>'
+        for alpha, take in sorted(takes.items())
+    )
+    return f'<div class="tada-grid" data-settings="{html.escape(json.dumps(head))}" hidden>{points}</div>'
+
+
+# Runs once when the grid's component loads. Listens on the whole document, so it sees the sliders
+# gradio re-creates; a slider whose label is the grid's, with the form as the grid was rendered,
+# swaps in the nearest point: the B player's clip (playhead and playing kept), spectrograms, scores.
+GRID_SCRIPT = """
+const value = (css) => { const e = document.querySelector(css); return e ? e.value : null; };
+const sameNumber = (text, wanted) => wanted === null ? true : Math.abs(parseFloat(text) - wanted) < 1e-9;
+function gridFor(slider) {
+  const grid = element.querySelector('.tada-grid');
+  if (!grid || !slider) return null;
+  const s = JSON.parse(grid.dataset.settings);
+  const label = slider.querySelector('label, [data-testid=block-info]');
+  if (!label || !label.textContent.includes(s.label)) return null;
+  if (value('#tada-prompt textarea, #tada-prompt input') !== s.prompt) return null;
+  if (!sameNumber(value('#tada-seed input'), s.seed) || !sameNumber(value('#tada-seconds input'), s.seconds)
+      || !sameNumber(value('#tada-steps input'), s.steps) || !sameNumber(value('#tada-guidance input'), s.guidance))
+    return null;
+  return grid;
+}
+function show(event) {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement)) return;
+  const grid = gridFor(input.closest('.tada-slider'));
+  const alpha = parseFloat(input.value);
+  if (!grid || !isFinite(alpha)) return;
+  let best = null, distance = Infinity;
+  for (const point of grid.querySelectorAll('.tada-grid-point')) {
+    const d = Math.abs(parseFloat(point.dataset.alpha) - alpha);
+    if (d < distance) { best = point; distance = d; }
+  }
+  const b = document.querySelector('#tada-ab .tada-ab-b');
+  if (!best || !b || b.dataset.alpha === best.dataset.alpha) return;
+  // the grid's clips wait, loaded, in their own hidden players: the nearest one takes B's place
+  // (playhead and playing kept), and a grid clip it replaces goes back to its point
+  const incoming = document.querySelector(`audio.tada-grid-audio[data-alpha="${best.dataset.alpha}"]`);
+  if (!incoming) return;
+  const playing = !b.paused, at = b.currentTime;
+  b.pause();
+  incoming.classList.add('tada-ab-b');
+  incoming.controls = true;
+  incoming.style.display = b.style.display;
+  incoming.currentTime = at;
+  b.replaceWith(incoming);
+  if (b.classList.contains('tada-grid-audio')) {
+    b.classList.remove('tada-ab-b');
+    b.controls = false;
+    const home = grid.querySelector(`.tada-grid-point[data-alpha="${b.dataset.alpha}"]`);
+    if (home) home.appendChild(b);
+  }
+  if (playing) incoming.play();
+  const link = document.querySelector('#tada-ab .tada-download-b');
+  if (link) link.href = incoming.src;
+  const image = document.getElementById('tada-spectra');
+  if (image) image.src = best.dataset.spectra;
+  const scores = document.getElementById('tada-scores');
+  if (scores) scores.innerHTML = best.dataset.scores;
+}
+document.addEventListener('input', show, true);
+document.addEventListener('change', show, true);
+"""
+
+
+def take_view(take: Take | None, title: str = "", spectra: str | None = None) -> str:
+    """A take's spectrograms and scores as the page shows them (``#tada-spectra``, ``#tada-scores``);
+    ``spectra``: the spectrogram PNG as a data URI, if already drawn."""
+    if take is None:
+        return '<div id="tada-scores"></div>'
+    spectra = spectra or image_uri(spectrogram_image(take))
+    return (
+        f'<img id="tada-spectra" alt="Spectrograms: A unsteered, B steered, B - A" src="{spectra}" style="width:100%">'
+        f'<div id="tada-scores">{scores_html(take, title)}</div>'
+    )
+
+
+def scores_html(take: Take, title: str) -> str:
+    """:func:`scores_markdown` as HTML (the page's scores, and a grid point's)."""
+    lines = scores_markdown(take, title).split("  \n")
+    return "<p>" + "<br>".join(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", line) for line in lines) + "</p>"
 
 
 def scores_markdown(take: Take | None, title: str = "") -> str:
