@@ -214,6 +214,14 @@ def _cases() -> list[tuple[str, list[str], str]]:
             ["mini", "train", "--corpus", "{f}/adir", "--out", "{w}/m", "--time-limit", "nan"],
             "--time-limit",
         ),
+        # the studio
+        ("studio-port", ["studio", "random-tiny:tada-mini", "--port", "0"], "--port must be"),
+        ("studio-artifact-missing", ["studio", "random-tiny:tada-mini", "--artifacts", "{f}/none"], "no artifact"),
+        (
+            "studio-artifact-other-model",
+            ["studio", "random-tiny:tada-mini", "--artifacts", "{f}/ace.safetensors"],
+            "ace-step",
+        ),
         # listening studies
         ("study-clips-missing", ["study", "make", "--clips", "{f}/nope", "--out", "{w}/s"], "no folder of clips"),
         ("study-clips-empty", ["study", "make", "--clips", "{f}/adir", "--out", "{w}/s"], "no study items"),
