@@ -17,6 +17,7 @@ from . import validate
 from .bench.cli import bench as bench_command
 from .data.cli import data_app
 from .errors import TadaError
+from .imports.cli import import_command
 from .sae.cli import sae_app
 from .studio.cli import studio as studio_command
 from .study.cli import study_app
@@ -38,6 +39,7 @@ app.add_typer(sae_app, name="sae")
 app.add_typer(study_app, name="study")
 app.command(name="bench")(bench_command)
 app.command(name="studio")(studio_command)
+app.command(name="import")(import_command)
 
 MODEL_ARG = typer.Argument(
     ..., metavar="MODEL", help="Model id: FAMILY:PATH or random-tiny:FAMILY (see `tada models`)."
