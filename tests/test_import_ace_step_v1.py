@@ -170,3 +170,126 @@ def test_an_imported_vector_is_refused_by_another_family(tmp_path):
     model = load_model("random-tiny:tada-mini")
     with pytest.raises(ArtifactError, match="ace-step-v1"):
         vector.apply(model, 1.0)
+
+
+def published_austeer(steps=4, blocks=(6, 7), seed=0) -> dict:
+    """``austeer.pkl`` as the reference writes it: {step: {"tfN": {"betas": float64, "scores": float64}}}."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for step in range(steps):
+        out[step] = {}
+        for b in blocks:
+            scores = rng.uniform(0.5, 1.0, WIDTH)
+            scores[:50] = 1.0  # perfectly consistent channels: ties, broken in layer then channel order
+            out[step][f"tf{b}"] = {"betas": scores * rng.choice([-1.0, 1.0], WIDTH), "scores": scores}
+    return out
+
+
+def test_a_published_austeer_pickle_keeps_the_top_k_channels_per_step(tmp_path):
+    from tada.imports.ace_step_v1 import import_austeer
+
+    raw = published_austeer()
+    path = tmp_path / "austeer.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    vector = import_austeer(path, k=100)
+    assert vector.sites == ["xattn.6", "xattn.7"] and vector.method == "austeer"
+    assert torch.equal(vector.timesteps, v1_timesteps(4)) and vector.settings["renorm"] is True
+    for step in range(4):
+        scores = np.concatenate([raw[step]["tf6"]["scores"], raw[step]["tf7"]["scores"]])
+        betas = np.concatenate([raw[step]["tf6"]["betas"], raw[step]["tf7"]["betas"]])
+        got = torch.cat([vector.vectors["xattn.6"][step], vector.vectors["xattn.7"][step]]).numpy()
+        kept = np.flatnonzero(got)
+        assert len(kept) == 100
+        assert set(kept) >= set(range(50))  # the ties of layer 6 come first
+        assert scores[kept].min() >= np.sort(scores)[::-1][99]  # the 100 highest scores
+        assert np.allclose(got[kept], betas[kept].astype(np.float32))  # each at its signed beta
+    out = tmp_path / "out"
+    result = run_cli("import", str(path), "--out", str(out), "--k", "100")
+    assert result.returncode == 0, result.stderr
+    assert torch.equal(load_artifact(out / "austeer.safetensors").vectors["xattn.7"], vector.vectors["xattn.7"])
+
+
+def published_sae(root, blocks=(6, 7), latents=32, seed=0):
+    """SAE folders as published: sparsify's cfg.json keys and sae.safetensors tensors, per hookpoint."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    saved = {}
+    for b in blocks:
+        folder = root / f"transformer_blocks.{b}.cross_attn"
+        folder.mkdir(parents=True)
+        cfg = {
+            "expansion_factor": 4,
+            "normalize_decoder": True,
+            "num_latents": latents,
+            "k": 8,
+            "batch_topk": True,
+            "sample_topk": False,
+            "input_unit_norm": False,
+            "multi_topk": False,
+            "d_in": WIDTH,
+        }
+        (folder / "cfg.json").write_text(json.dumps(cfg))
+        tensors = {
+            "encoder.weight": torch.randn(latents, WIDTH, generator=gen),
+            "encoder.bias": torch.randn(latents, generator=gen),
+            "W_dec": torch.randn(latents, WIDTH, generator=gen),
+            "b_dec": torch.randn(WIDTH, generator=gen),
+        }
+        save_file(tensors, str(folder / "sae.safetensors"))
+        saved[b] = tensors
+    return saved
+
+
+def test_published_sae_folders_import_with_every_weight_and_their_site(tmp_path):
+    from tada.sae.model import TopKSAE
+
+    saved = published_sae(tmp_path / "ace-step-sae")
+    result = run_cli("import", str(tmp_path / "ace-step-sae"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    for b, tensors in saved.items():
+        sae = TopKSAE.from_pretrained(tmp_path / "out" / f"transformer_blocks.{b}.cross_attn")
+        assert sae.cfg.tada["site"] == f"xattn.{b}" and sae.cfg.tada["family"] == "ace-step-v1"
+        assert sae.cfg.k == 8 and sae.cfg.num_latents == 32 and sae.cfg.batch_topk is True
+        state = sae.state_dict()
+        for name, tensor in tensors.items():
+            assert torch.equal(state[name], tensor), name
+    wrong = tmp_path / "wrong" / "transformer_blocks.30.cross_attn"
+    published_sae(tmp_path / "tmp", blocks=(1,))
+    wrong.parent.mkdir()
+    (tmp_path / "tmp" / "transformer_blocks.1.cross_attn").rename(wrong)
+    with pytest.raises(TadaError, match="transformer_blocks.0.cross_attn .. transformer_blocks.23"):
+        from tada.imports.ace_step_v1 import import_sae
+
+        import_sae(tmp_path / "wrong", tmp_path / "out2")
+
+
+def test_a_published_sae_score_pickle_is_read_without_the_unrestricted_loader(tmp_path, monkeypatch):
+    import torch.serialization
+
+    scores = {
+        "tfidf": torch.rand(STEPS, 64, dtype=torch.float64),
+        "diff": torch.randn(STEPS, 64, dtype=torch.float64),
+        "mean_pos": torch.rand(STEPS, 64, dtype=torch.float64),
+        "concept": "piano",
+    }
+    path = tmp_path / "scores_tf6.pkl"
+    path.write_bytes(pickle.dumps(scores))
+    real_load = torch.load
+    calls = []
+
+    def watched(*args, **kwargs):  # every torch.load on the way must be the restricted one
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", watched)
+    monkeypatch.setattr(torch.serialization, "load", watched)
+    result = run_cli("import", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert calls and all(c is True for c in calls)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "out" / "scores_tf6.safetensors"), "pt") as f:
+        assert f.metadata()["format"] == "tada/sae-scores" and f.metadata()["concept"] == "piano"
+        for key in ("tfidf", "diff", "mean_pos"):
+            assert torch.equal(f.get_tensor(key), scores[key])

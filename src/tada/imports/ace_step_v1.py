@@ -143,3 +143,119 @@ def import_caa(folder: str | Path) -> dict[str, SteeringVector]:
 
 
 __all__ = ["BLOCKS", "FAMILY", "WIDTH", "import_caa", "read_caa", "v1_timesteps"]
+
+
+# ------------------------------------------------------------------------------------------- AUSteer
+AUSTEER_K = 2048  # the paper's channels per step, over all its layers
+
+
+def import_austeer(path: str | Path, k: int = AUSTEER_K) -> SteeringVector:
+    """A published ``austeer.pkl`` (``{step: {"tfN": {"betas": (2560,), "scores": (2560,)}}}``) as an AUSteer
+    steering vector: per step, the ``k`` channels of the highest score over every layer in the file (ties
+    in layer, then channel order, as the reference ranks them), each at its signed ``beta``; applied added
+    and re-normalised, as the paper does."""
+    from .. import validate
+
+    validate.integer("--k", k, 1, BLOCKS * WIDTH, "channels steered per step")
+    path = Path(path)
+    raw = load_pickle(path)
+    if not isinstance(raw, dict) or not raw or not all(isinstance(s, int) for s in raw):
+        raise TadaError(f"{path}: expected {{step: {{'tfN': {{'betas', 'scores'}}}}}}, an AUSteer pickle")
+    steps = sorted(raw)
+    if steps != list(range(len(steps))):
+        raise TadaError(f"{path}: steps {steps[:5]}... are not 0 .. {len(steps) - 1}")
+    blocks = sorted({_block(name, path) for per_step in raw.values() for name in per_step})
+    betas = torch.zeros(len(steps), len(blocks), WIDTH, dtype=torch.float64)
+    scores = torch.zeros_like(betas)
+    for step in steps:
+        if sorted(_block(n, path) for n in raw[step]) != blocks:
+            raise TadaError(f"{path}: step {step} lacks some of the layers {blocks}")
+        for name, entry in raw[step].items():
+            i = blocks.index(_block(name, path))
+            for key, target in (("betas", betas), ("scores", scores)):
+                value = np.asarray(entry.get(key) if isinstance(entry, dict) else None)
+                if value.shape != (WIDTH,) or not np.issubdtype(value.dtype, np.floating):
+                    raise TadaError(f"{path}: step {step}, {name}: {key} must be a float vector of {WIDTH}")
+                target[step, i] = torch.from_numpy(value.astype(np.float64))
+    flat = scores.reshape(len(steps), -1)
+    kept = min(k, flat.shape[1])
+    chosen = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :kept]
+    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, chosen, True).reshape(betas.shape)
+    steered = torch.where(mask, betas, torch.zeros_like(betas)).float()
+    return SteeringVector(
+        {f"xattn.{b}": steered[:, i] for i, b in enumerate(blocks)},
+        v1_timesteps(len(steps)),
+        FAMILY,
+        WIDTH,
+        operation="add",
+        normalisation="none",
+        prompt_set={"source": "published", "file": path.name},
+        settings={"k": kept, "renorm": True, "imported_from": "paper AUSteer austeer.pkl"},
+        method="austeer",
+    )
+
+
+def _block(name: Any, source: Path) -> int:
+    match = re.fullmatch(r"tf(\d+)", str(name))
+    if not match or not 0 <= int(match.group(1)) < BLOCKS:
+        raise TadaError(f"{source}: unknown block {name!r} (expected tf0 .. tf{BLOCKS - 1})")
+    return int(match.group(1))
+
+
+# ------------------------------------------------------------------------------------------- SAEs
+def import_sae(folder: str | Path, out: str | Path) -> list[Path]:
+    """Published SAE hookpoint folders (``transformer_blocks.N.cross_attn/cfg.json + sae.safetensors``,
+    sparsify's layout) under ``folder`` (or ``folder`` itself) as tada SAE folders in ``out``: the same
+    weights, with tada's record of the site (``xattn.N``), family and width."""
+    from ..sae.model import TopKSAE, sae_folders
+
+    written = []
+    for hookpoint in sae_folders(folder):
+        match = re.fullmatch(r"transformer_blocks\.(\d+)\.cross_attn", hookpoint.name)
+        if not match or not 0 <= int(match.group(1)) < BLOCKS:
+            raise TadaError(
+                f"{hookpoint}: the folder names hookpoint {hookpoint.name!r}; ACE-Step v1's cross-attention "
+                f"hookpoints are transformer_blocks.0.cross_attn .. transformer_blocks.{BLOCKS - 1}.cross_attn"
+            )
+        sae = TopKSAE.from_pretrained(hookpoint)
+        if sae.cfg.d_in != WIDTH:
+            raise TadaError(f"{hookpoint}: d_in is {sae.cfg.d_in}; ACE-Step v1's cross-attention width is {WIDTH}")
+        sae.cfg.tada = {
+            **sae.cfg.tada,
+            "hookpoint": hookpoint.name,
+            "site": f"xattn.{match.group(1)}",
+            "family": FAMILY,
+            "width": WIDTH,
+            "imported_from": "paper SAE (sparsify layout)",
+        }
+        written.append(sae.save_pretrained(Path(out) / hookpoint.name))
+    return written
+
+
+SCORE_KEYS = ("tfidf", "diff", "mean_pos")
+
+
+def import_sae_scores(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A published SAE score pickle (``{"tfidf" | "diff" | "mean_pos": tensor (steps, latents), "concept"}``):
+    its score tables and concept. The tensors are read by torch's restricted loader (see
+    :func:`~tada.imports.safe_pickle.load_pickle`), never by the unrestricted one they were pickled for."""
+    path = Path(path)
+    raw = load_pickle(path, tensors=True)
+    if not isinstance(raw, dict) or not any(k in raw for k in SCORE_KEYS):
+        raise TadaError(f"{path}: expected a dict with {', '.join(SCORE_KEYS)} and concept, an SAE score pickle")
+    tables = {}
+    for key in SCORE_KEYS:
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, torch.Tensor) or value.ndim != 2 or not value.is_floating_point():
+                raise TadaError(f"{path}: {key} must be a float tensor (steps, latents)")
+            if not torch.isfinite(value).all():
+                raise TadaError(f"{path}: {key} holds NaN or infinite values")
+            tables[key] = value.detach().clone().contiguous()
+    shapes = {tuple(t.shape) for t in tables.values()}
+    if len(shapes) != 1:
+        raise TadaError(f"{path}: the score tables differ in shape ({sorted(shapes)})")
+    return tables, str(raw.get("concept", "") or "")
+
+
+__all__ += ["AUSTEER_K", "import_austeer", "import_sae", "import_sae_scores"]

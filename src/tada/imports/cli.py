@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,24 +10,70 @@ import typer
 
 from ..errors import TadaError
 
+KINDS = (
+    "a CAA folder (config.json + sv.pkl), an AUSteer austeer.pkl, an SAE score pickle, or SAE folders "
+    "(transformer_blocks.N.cross_attn/cfg.json + sae.safetensors)"
+)
+
 
 def import_command(
-    path: Path = typer.Argument(..., help="A published artifact: a CAA folder (config.json + sv.pkl)."),
-    out: Path = typer.Option(..., help="Folder the tada artifacts (safetensors) are written to."),
+    path: Path = typer.Argument(..., help=f"A published artifact: {KINDS}."),
+    out: Path = typer.Option(..., help="Folder the tada artifacts are written to."),
+    k: int = typer.Option(2048, help="AUSteer: channels steered per step, over all layers (the paper's 2048)."),
 ) -> None:
-    """Convert the paper's published artifacts into tada artifacts for the family ace-step-v1, reading their
-    pickles with an allow-list that runs nothing from the file."""
-    from .ace_step_v1 import import_caa
+    """Convert the paper's published ACE-Step v1 artifacts into tada artifacts (family ace-step-v1), reading
+    their pickles with an allow-list that runs nothing from the file."""
+    from . import ace_step_v1 as v1
 
     if not path.exists():
         raise TadaError(f"nothing at {path}")
     if path.is_dir() and (path / "sv.pkl").is_file():
-        vectors = import_caa(path)
+        vectors = v1.import_caa(path)
+        stem = _stem(next(iter(vectors.values())).concept or path.name)
+        for which, vector in vectors.items():
+            target = out / (f"{stem}.safetensors" if which == "conditional" else f"{stem}-{which}-pass.safetensors")
+            _report(vector.save(target), f"CAA, {which} pass", vector)
+    elif path.is_dir():
+        for folder in v1.import_sae(path, out):
+            typer.echo(f"{folder}: SAE for {json.loads((folder / 'cfg.json').read_text())['tada']['site']}")
+    elif path.suffix == ".pkl":
+        _import_pickle(path, out, k)
     else:
-        raise TadaError(f"{path} is not an artifact tada can import yet: a CAA folder holds sv.pkl and config.json")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", next(iter(vectors.values())).concept or path.name).strip("-") or "caa"
-    for which, vector in vectors.items():
-        target = out / (f"{stem}.safetensors" if which == "conditional" else f"{stem}-{which}-pass.safetensors")
+        raise TadaError(f"{path} is not an artifact tada can import: give {KINDS}")
+
+
+def _import_pickle(path: Path, out: Path, k: int) -> None:
+    from ..files import write_safetensors
+    from . import ace_step_v1 as v1
+    from .safe_pickle import load_pickle
+
+    raw = load_pickle(path, tensors=True)
+    if isinstance(raw, dict) and any(key in raw for key in v1.SCORE_KEYS):
+        tables, concept = v1.import_sae_scores(path)
+        steps = next(iter(tables.values())).shape[0]
+        target = out / f"{_stem(path.stem)}.safetensors"
+        metadata = {
+            "format": "tada/sae-scores",
+            "format_version": "1",
+            "family": v1.FAMILY,
+            "concept": concept,
+            "timesteps": json.dumps([round(float(t), 6) for t in v1.v1_timesteps(steps)]),
+            "imported_from": path.name,
+        }
+        write_safetensors(target, tables, metadata)
+        features = next(iter(tables.values())).shape[1]
+        typer.echo(f"{target}: SAE feature scores ({', '.join(tables)}), {steps} steps x {features} features")
+    else:
+        vector = v1.import_austeer(path, k)
+        target = out / f"{_stem(path.stem)}.safetensors"
         vector.save(target)
-        sites = ", ".join(vector.sites[:3]) + (f" ... ({len(vector.sites)} sites)" if len(vector.sites) > 3 else "")
-        typer.echo(f"{target}: CAA, {which} pass, {vector.timesteps.shape[0]} steps, {sites}")
+        _report(target, f"AUSteer, top {vector.settings['k']} channels per step", vector)
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "imported"
+
+
+def _report(target: Path, what: str, vector) -> None:
+    sites = ", ".join(vector.sites[:3]) + (f" ... ({len(vector.sites)} sites)" if len(vector.sites) > 3 else "")
+    typer.echo(f"{target}: {what}, {vector.timesteps.shape[0]} steps, {sites}")

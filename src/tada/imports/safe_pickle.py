@@ -13,12 +13,19 @@ globals the published steering-vector pickles use, each of which builds plain da
 Any other global, and any persistent id (how ``torch.save`` refers to tensor storage), is refused by name in
 one line, before it is imported or called. Object arrays are refused too: their elements would be pickles
 of their own.
+
+With ``tensors=True`` (the published SAE score pickles: torch tensors pickled with ``pickle``), three more:
+``torch._utils._rebuild_tensor_v2`` and ``collections.OrderedDict``, which build a tensor view of a storage,
+and ``torch.storage._load_from_bytes``, whose own loader is an unrestricted ``torch.load``: here it is
+replaced by a reader of the same bytes through ``torch.load(weights_only=True)``, torch's restricted
+unpickler, so the storage's bytes are read and nothing in them is run.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +56,35 @@ def _allowed() -> dict[tuple[str, str], Any]:
     }
 
 
+def _tensor_globals() -> dict[tuple[str, str], Any]:
+    import collections
+
+    import torch
+    from torch._utils import _rebuild_tensor_v2
+
+    def storage_from_bytes(data: Any) -> Any:
+        if not isinstance(data, (bytes, bytearray)):
+            raise RefusedPickle("a tensor storage that is not bytes")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # TypedStorage's deprecation notice
+            return torch.load(io.BytesIO(bytes(data)), weights_only=True)
+
+    return {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch.storage", "_load_from_bytes"): storage_from_bytes,
+    }
+
+
 class RefusedPickle(TadaError):
     """A pickle that names something outside the allow-list."""
 
 
 class _AllowListUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, source: str):
+    def __init__(self, file: Any, source: str, tensors: bool = False):
         super().__init__(file)
         self.source = source
-        self.allowed = _allowed()
+        self.allowed = {**_allowed(), **(_tensor_globals() if tensors else {})}
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -75,8 +102,9 @@ class _AllowListUnpickler(pickle.Unpickler):
         )
 
 
-def load_pickle(path: str | Path) -> Any:
-    """The object in the pickle at ``path``, rebuilt from allow-listed globals only (see the module)."""
+def load_pickle(path: str | Path, tensors: bool = False) -> Any:
+    """The object in the pickle at ``path``, rebuilt from allow-listed globals only (see the module);
+    ``tensors``: also torch tensors, their storage read by torch's restricted loader."""
     path = Path(path)
     if not path.is_file():
         raise TadaError(f"no file at {path}")
@@ -84,7 +112,7 @@ def load_pickle(path: str | Path) -> Any:
         raise TadaError(f"{path} is larger than 1 GiB: not one of the published artifacts")
     data = path.read_bytes()
     try:
-        value = _AllowListUnpickler(io.BytesIO(data), str(path)).load()
+        value = _AllowListUnpickler(io.BytesIO(data), str(path), tensors).load()
     except RefusedPickle:
         raise
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file fails in many ways; one line names it
