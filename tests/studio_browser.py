@@ -49,16 +49,14 @@ def chromium():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-class StudioPage:
-    """The studio page in a driver: the few gestures a person makes, and what they see."""
+class BrowserPage:
+    """A page in a driver: find, wait (polling at 0.1 s: faster polling takes the CPU it waits for)."""
 
-    def __init__(self, driver, url: str):
+    def __init__(self, driver):
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.d, self.By, self.Wait = driver, By, WebDriverWait
-        driver.get(url)
-        self.wait(lambda: self.all("#tada-generate"), 60)
 
     def all(self, css: str):
         return self.d.find_elements(self.By.CSS_SELECTOR, css)
@@ -68,6 +66,15 @@ class StudioPage:
 
     def wait(self, condition, seconds: float = 120):
         return self.Wait(self.d, seconds, poll_frequency=0.1).until(lambda _d: condition())
+
+
+class StudioPage(BrowserPage):
+    """The studio page in a driver: the few gestures a person makes, and what they see."""
+
+    def __init__(self, driver, url: str):
+        super().__init__(driver)
+        driver.get(url)
+        self.wait(lambda: self.all("#tada-generate"), 60)
 
     def js(self, script: str, *args):
         return self.d.execute_script(script, *args)

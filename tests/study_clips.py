@@ -80,8 +80,8 @@ class StudyProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        import signal
-
+        """SIGTERM, which the server takes as Ctrl-C (SIGINT itself is ignored by processes started in the
+        background of a non-interactive shell, as a CI runner may start the suite)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(10)
+            self.process.terminate()
+            self.process.wait(30)

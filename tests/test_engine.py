@@ -247,3 +247,99 @@ def test_wrong_batch_is_reported(toy):
     with engine.add({site(0): Capture()}):
         with engine.generation(3), pytest.raises(TadaError, match="called with 4 rows for 3 samples"):
             sampler.run(cond)
+
+
+class SeparatePassSampler(ToySampler):
+    """Guidance as ACE-Step v1 runs it: the conditional and the unconditional pass as separate calls, the
+    unconditional one perturbed (its queries scaled in some blocks), and single-pass steps outside a
+    guidance interval; every call declared to the engine."""
+
+    def run_separate(self, engine: HookEngine, cond: torch.Tensor, interval: tuple[int, int] = (1, 3)):
+        n = cond.shape[0]
+        x = torch.randn(n, TOKENS, DIM, generator=torch.Generator().manual_seed(0))
+        seen = []
+        with torch.no_grad(), engine.generation(n):
+            for i, t in enumerate(self.timesteps):
+                with engine.guidance_pass("cond"):
+                    out_c = self.model(x, t.repeat(n), encoder_hidden_states=cond)
+                seen.append((i, "cond"))
+                if interval[0] <= i < interval[1]:
+                    hook = self.model.blocks[1]["cross_attn"].q.register_forward_hook(lambda m, a, o: o * 0.01)
+                    try:
+                        with engine.guidance_pass("uncond"):
+                            out_u = self.model(x, t.repeat(n), encoder_hidden_states=torch.zeros_like(cond))
+                    finally:
+                        hook.remove()
+                    seen.append((i, "uncond"))
+                    out_c = out_u + 3.0 * (out_c - out_u)
+                x = x - 0.1 * out_c
+        return x, seen
+
+
+def test_declared_separate_passes_give_each_call_its_rows_and_step():
+    sampler = SeparatePassSampler()
+    engine = HookEngine(sampler.model, GuidanceLayout(("cond", "uncond")), lambda: sampler.timesteps, ("timestep", 1))
+    cond = torch.randn(2, TEXT, DIM, generator=torch.Generator().manual_seed(1))
+    clean, seen = sampler.run_separate(engine, cond)
+    assert seen == [(0, "cond"), (1, "cond"), (1, "uncond"), (2, "cond"), (2, "uncond"), (3, "cond")]
+
+    class Record(Capture):
+        def __call__(self, act, ctx):
+            self.calls.append((ctx.step, ctx.cond, ctx.uncond))
+            return act
+
+    record = Record(rows="both")
+    record.calls = []
+    with engine.add({site(0): record}):
+        again, _ = sampler.run_separate(engine, cond)
+    assert torch.equal(again, clean)  # a recording intervention changes nothing
+    every = slice(0, 2)
+    assert record.calls == [
+        (0, every, None),
+        (1, every, None),
+        (1, None, every),
+        (2, every, None),
+        (2, None, every),
+        (3, every, None),
+    ]
+
+    def by_pass(steering):
+        spy = PassSpy()
+        with engine.add({site(0): [*steering, spy]}):
+            out, _ = sampler.run_separate(engine, cond)
+        return out, spy.outputs
+
+    _, plain = by_pass([])
+    _, up = by_pass([AddVector(torch.ones(DIM), 1.0, rows="uncond")])
+    # step 0 has no unconditional call, so step 1 starts from the same latents: the vector is in the
+    # unconditional call's output alone
+    assert torch.equal(up[(0, "cond")], plain[(0, "cond")]) and torch.equal(up[(1, "cond")], plain[(1, "cond")])
+    assert torch.allclose(up[(1, "uncond")] - plain[(1, "uncond")], torch.ones(2, TOKENS, DIM))
+    _, down = by_pass([AddVector(torch.ones(DIM), 1.0, rows="cond")])
+    assert torch.allclose(down[(0, "cond")] - plain[(0, "cond")], torch.ones(2, TOKENS, DIM))
+
+
+class PassSpy(Capture):
+    """The site's output per (step, pass) of each call, as the stack hands it on."""
+
+    def __init__(self):
+        super().__init__(rows="both")
+        self.outputs = {}
+
+    def __call__(self, act, ctx):
+        self.outputs[(ctx.step, "cond" if ctx.cond is not None else "uncond")] = act.clone()
+        return act
+
+
+def test_a_declared_pass_that_does_not_match_the_batch_is_reported(toy):
+    sampler, engine, cond = toy
+    with engine.add({site(0): AddVector(torch.ones(DIM), 0.0)}), engine.generation(2):
+        with engine.guidance_pass("uncond"), pytest.raises(TadaError, match="separate uncond pass was declared"):
+            sampler.model(
+                torch.zeros(4, TOKENS, DIM), torch.tensor([900.0] * 4), encoder_hidden_states=torch.zeros(4, TEXT, DIM)
+            )
+        with engine.guidance_pass("both"), pytest.raises(TadaError, match="doubled guidance batch was declared"):
+            sampler.model(torch.zeros(2, TOKENS, DIM), torch.tensor([900.0] * 2), encoder_hidden_states=cond)
+    with pytest.raises(ValueError, match="unknown guidance pass"):
+        with engine.guidance_pass("sideways"):
+            pass

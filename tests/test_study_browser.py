@@ -5,7 +5,7 @@ answer the dead server could not take until it is back."""
 from __future__ import annotations
 
 import pytest
-from studio_browser import browser_available, chromium, free_port
+from studio_browser import BrowserPage, browser_available, chromium, free_port
 from study_clips import StudyProcess, clip_folder
 
 from tada.study.design import StudySettings
@@ -17,23 +17,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class RaterPage:
+class RaterPage(BrowserPage):
     """A rater's gestures on the study's pages."""
 
-    def __init__(self, driver):
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        self.d, self.By, self.Wait = driver, By, WebDriverWait
-
-    def one(self, css: str):
-        return self.d.find_element(self.By.CSS_SELECTOR, css)
-
-    def all(self, css: str):
-        return self.d.find_elements(self.By.CSS_SELECTOR, css)
-
-    def wait(self, condition, seconds: float = 30):
-        return self.Wait(self.d, seconds, poll_frequency=0.1).until(lambda _d: condition())
+    def start(self, url: str, name: str = "") -> None:
+        """From the welcome page to the first trial."""
+        self.d.get(url)
+        if name:
+            self.one("#tada-name").send_keys(name)
+        self.one("#tada-start").click()
+        self.wait(lambda: self.all(".progress"), 30)
 
     def page_number(self) -> int:
         return int(self.one(".progress").text.split()[1])
@@ -73,10 +66,7 @@ def test_a_rater_answers_pair_and_mushra_pages_and_each_answer_is_in_sqlite(stud
     try:
         with chromium() as driver:
             page = RaterPage(driver)
-            driver.get(server.url)
-            page.one("#tada-name").send_keys("listener one")
-            page.one("#tada-start").click()
-            page.wait(lambda: page.all(".progress"))
+            page.start(server.url, "listener one")
             assert page.page_number() == 1 and page.kind() == "pair"
             assert page.one("#tada-submit").get_attribute("disabled") is not None
             for audio in page.all("audio"):  # the reference, A and B all decode, at the clips' length
@@ -114,9 +104,7 @@ def test_killing_the_server_mid_study_loses_no_submitted_answer(study):
     try:
         with chromium() as driver:
             page = RaterPage(driver)
-            driver.get(server.url)
-            page.one("#tada-start").click()
-            page.wait(lambda: page.all(".progress"))
+            page.start(server.url)
             for number in (1, 2):
                 page.play_all()
                 page.answer("a")

@@ -61,7 +61,7 @@ class StepContext:
     num_steps: int
     timestep: float
     n_rows: int
-    cond: slice
+    cond: slice | None  # None: a separate unconditional pass (see HookEngine.guidance_pass)
     uncond: slice | None = None
     site: str = ""
     original: torch.Tensor | None = field(default=None, repr=False, compare=False)

@@ -103,6 +103,7 @@ class HookEngine:
         self._ctx: StepContext | None = None
         self._n_samples: int | None = None
         self._prompts: tuple[str, ...] = ()
+        self._pass: str | None = None
         self._bypass = 0
         self._ts_ref: torch.Tensor | None = None
         self._ts_values: list[float] = []
@@ -141,6 +142,23 @@ class HookEngine:
             yield
         finally:
             self._n_samples, self._prompts = previous
+
+    @contextmanager
+    def guidance_pass(self, kind: str) -> Iterator[None]:
+        """Declare the guidance pass of the denoiser calls in this block, for samplers that run the
+        conditional and the unconditional pass as separate calls (ACE-Step v1): ``"cond"`` or ``"uncond"``
+        (every row of the call is that pass), or ``"both"`` (a doubled batch, split as the layout says).
+        Outside such a block the call's batch size decides: a call of ``n_samples`` rows is conditional,
+        which is right for single-pass steps and wrong for a separate unconditional call, so an adapter
+        whose sampler makes those calls wraps every call in this, never counting them."""
+        if kind not in ("cond", "uncond", "both"):
+            raise ValueError(f"unknown guidance pass {kind!r}; choose cond, uncond or both")
+        previous = self._pass
+        self._pass = kind
+        try:
+            yield
+        finally:
+            self._pass = previous
 
     @contextmanager
     def bypassed(self) -> Iterator[None]:
@@ -238,7 +256,18 @@ class HookEngine:
         t = kwargs[name] if name in kwargs else args[position]
         step, timestep, num_steps = self._locate(t)
         n_rows = _batch_rows(args, kwargs)
-        cond, uncond = self.layout.rows(n_rows, self._n_samples)
+        if self._pass in ("cond", "uncond"):
+            if n_rows != self._n_samples:
+                raise TadaError(
+                    f"a separate {self._pass} pass was declared but the denoiser was called with {n_rows} rows "
+                    f"for {self._n_samples} samples"
+                )
+            every = slice(0, n_rows)
+            cond, uncond = (every, None) if self._pass == "cond" else (None, every)
+        else:
+            cond, uncond = self.layout.rows(n_rows, self._n_samples)
+            if self._pass == "both" and uncond is None:
+                raise TadaError(f"a doubled guidance batch was declared but the denoiser was called with {n_rows} rows")
         self._ctx = StepContext(
             step, num_steps, timestep, n_rows, cond, uncond, prompts=self._prompts, call=(args, kwargs)
         )

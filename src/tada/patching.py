@@ -147,7 +147,7 @@ class BlockPatch(Intervention):
         due = [(block, source) for block, (source, schedule) in self.edits.items() if schedule(ctx) != 0.0]
         if not due:
             return act
-        halves = [ctx.cond] if ctx.uncond is None else [ctx.cond, ctx.uncond]
+        halves = [half for half in (ctx.cond, ctx.uncond) if half is not None]
         out = act.clone()
         for block, source in due:
             if source is None:

@@ -32,6 +32,11 @@ def model_kinds() -> list[ModelKind]:
     kinds += [
         ModelKind(f"{name}:PATH", f"{cls} weights in a local diffusers directory") for name, cls in PIPELINES.items()
     ]
+    kinds.append(
+        ModelKind(
+            "ace-step-v1:PATH", "ACE-Step v1 (3.5B, the paper's model) checkpoint directory; needs its package acestep"
+        )
+    )
     kinds += [
         ModelKind(f"random-tiny:{name}", "tiny random weights, tokenizer built in code (tests, quick runs)")
         for name in PIPELINES

@@ -58,6 +58,10 @@ def load_model(model_id: str, dtype: torch.dtype | str = torch.float32, device: 
                 f"unknown model id {model_id!r}; random models are random-{{tiny,full}}:{{{','.join(FAMILY_SPECS)}}}"
             )
         return DiffusersAdapter.random(tail, size=size, dtype=dtype, device=device)
+    if head == "ace-step-v1":
+        from .ace_step_v1 import AceStepV1Adapter
+
+        return AceStepV1Adapter.from_pretrained(tail, dtype=dtype, device=device)
     if head not in FAMILY_SPECS:
         raise TadaError(f"unknown model family {head!r}; choose one of {', '.join(FAMILY_SPECS)} (see `tada models`)")
     return DiffusersAdapter.from_pretrained(head, tail, dtype=dtype, device=device)

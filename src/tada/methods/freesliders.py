@@ -111,6 +111,10 @@ class ScoreSlider(Intervention):
         the positive decorations in the first copy and the negative ones in the second."""
         if ctx.call is None:
             raise TadaError("freesliders ran without the denoiser call's inputs; generate through the model adapter")
+        if ctx.cond is None:
+            raise TadaError(
+                "freesliders needs the conditional rows in the same denoiser call as the unconditional ones"
+            )
         args, kwargs = ctx.call
         args = tuple(_conditional_rows_twice(a, ctx) for a in args)
         kwargs = {key: _conditional_rows_twice(value, ctx) for key, value in kwargs.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -66,6 +67,11 @@ def serve(
     validate.integer("--port", port, 1, 65535, "a TCP port")
     server = StudyServer(Study.load(study), host, port)
     typer.echo(f"tada study: {study} on {server.url} (Ctrl-C stops; answers are saved as they come)")
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM stops as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
