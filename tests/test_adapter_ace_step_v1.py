@@ -217,3 +217,51 @@ def test_the_real_transformer_class_with_a_tiny_config():  # pragma: no cover - 
     with adapter.engine.add({adapter.site("xattn.1"): calls}):
         adapter.generate("lofi", seed=0, seconds=0.2, steps=4, guidance=5.0)
     assert [(s, p) for s, p, _ in calls.seen] == adapter.passes
+
+
+def test_a_published_concept_slider_imports_and_steers_the_v1_adapter(model, tmp_path):
+    from conftest import run_cli
+    from safetensors.torch import save_file
+
+    from tada.methods import load_artifact
+
+    gen = torch.Generator().manual_seed(0)
+    published = {}
+    for b in (6, 7):
+        for layer in ("attn", "cross_attn"):
+            for proj, (fan_in, fan_out) in {
+                "to_q": (WIDTH, INNER),
+                "to_k": (WIDTH, INNER),
+                "to_v": (WIDTH, INNER),
+                "to_out.0": (INNER, WIDTH),
+            }.items():
+                key = f"transformer_blocks.{b}.{layer}.{proj}"
+                published[f"{key}.lora_A.weight"] = torch.randn(8, fan_in, generator=gen) * 0.05
+                published[f"{key}.lora_B.weight"] = torch.randn(fan_out, 8, generator=gen) * 0.05
+    folder = tmp_path / "ace-step-slider-piano"
+    folder.mkdir()
+    save_file(published, str(folder / "pytorch_lora_weights.safetensors"))
+    (folder / "train_config.json").write_text('{"rank": 8, "alpha": 1, "eta": 7, "concept": "piano"}')
+    result = run_cli("import", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    slider = load_artifact(tmp_path / "out" / "piano.safetensors")
+    assert slider.family == "ace-step-v1" and slider.sites == ["xattn.6", "xattn.7"]
+    for key, tensor in published.items():
+        assert torch.equal(slider.tensors[f"transformer.{key}"], tensor)
+    settings = {"seconds": 0.5, "steps": 4, "guidance": 5.0}
+    clean = model.generate("lofi", seed=2, **settings).samples
+    from tada.methods import steering
+
+    with steering(model, [(slider, 0.0)]):
+        assert np.array_equal(model.generate("lofi", seed=2, **settings).samples, clean)
+    with steering(model, [(slider, 1.0)]):
+        assert not np.array_equal(model.generate("lofi", seed=2, **settings).samples, clean)
+    assert np.array_equal(model.generate("lofi", seed=2, **settings).samples, clean)
+    (folder / "pytorch_lora_weights.safetensors").unlink()
+    save_file(
+        {"text_encoder.layer.0.lora_A.weight": torch.zeros(8, 4)}, str(folder / "pytorch_lora_weights.safetensors")
+    )
+    with pytest.raises(TadaError, match="unexpected tensor 'text_encoder"):
+        from tada.imports.ace_step_v1 import import_concept_slider
+
+        import_concept_slider(folder)

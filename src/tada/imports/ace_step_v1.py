@@ -259,3 +259,72 @@ def import_sae_scores(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 __all__ += ["AUSTEER_K", "import_austeer", "import_sae", "import_sae_scores"]
+
+
+# ------------------------------------------------------------------------------------------- Concept Sliders
+LORA_FILE, TRAIN_CONFIG = "pytorch_lora_weights.safetensors", "train_config.json"
+_LORA_KEY = re.compile(
+    r"(?:base_model\.model\.|transformer\.)?(transformer_blocks\.(\d+)\.(?:attn|cross_attn)\.(?:to_q|to_k|to_v|to_out\.0))"
+    r"\.(lora_A\.weight|lora_B\.weight|lora\.down\.weight|lora\.up\.weight)"
+)
+_LORA_PART = {"lora_A.weight": ".lora_A.weight", "lora.down.weight": ".lora_A.weight"}
+
+
+def import_concept_slider(folder: str | Path) -> Any:
+    """A published Concept Slider (a diffusers LoRA ``pytorch_lora_weights.safetensors`` and its
+    ``train_config.json``) as a tada concept-slider artifact: the same low-rank weights on the same
+    projections of ``transformer_blocks.N.attn`` / ``.cross_attn``, the slider strength as its alpha."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..concepts import Concept
+    from ..methods.base import MethodArtifact
+
+    folder = Path(folder)
+    weights_path, config_path = folder / LORA_FILE, folder / TRAIN_CONFIG
+    if not weights_path.is_file():
+        raise TadaError(f"{folder} has no {LORA_FILE}: not a published Concept Slider")
+    config: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise TadaError(f"{config_path} is not valid JSON: {err}") from None
+    try:
+        raw = load_file(str(weights_path))
+    except (SafetensorError, OSError) as err:
+        raise TadaError(f"{weights_path} is not a readable safetensors file ({err})") from None
+    tensors, blocks = {}, set()
+    for key, value in raw.items():
+        match = _LORA_KEY.fullmatch(key)
+        if not match:
+            raise TadaError(
+                f"{weights_path}: unexpected tensor {key!r}; a Concept Slider holds LoRA weights on "
+                "transformer_blocks.N.(attn|cross_attn).(to_q|to_k|to_v|to_out.0)"
+            )
+        path, block, part = match.groups()
+        if not 0 <= int(block) < BLOCKS:
+            raise TadaError(f"{weights_path}: {key!r} names block {block}; ACE-Step v1 has 0 .. {BLOCKS - 1}")
+        suffix = _LORA_PART.get(part, ".lora_B.weight")
+        tensors[f"transformer.{path}{suffix}"] = value.float().contiguous()
+        blocks.add(int(block))
+    if not tensors:
+        raise TadaError(f"{weights_path} holds no LoRA weights")
+    lora_alpha = float(config.get("lora_alpha", config.get("alpha", 1.0)))
+    concept = str(config.get("concept", "") or folder.name)
+    from ..methods.concept_slider import LoRA
+
+    LoRA.from_tensors(tensors, lora_alpha)  # every pair complete and of one rank, or one clear line
+    return MethodArtifact(
+        "concept-slider",
+        FAMILY,
+        WIDTH,
+        [f"xattn.{b}" for b in sorted(blocks)],
+        Concept(concept),
+        tensors,
+        {"lora_alpha": lora_alpha, "imported_from": "paper Concept Slider", "train_config": config},
+        {"source": "published", "folder": folder.name},
+    )
+
+
+__all__ += ["import_concept_slider"]

@@ -11,8 +11,9 @@ import typer
 from ..errors import TadaError
 
 KINDS = (
-    "a CAA folder (config.json + sv.pkl), an AUSteer austeer.pkl, an SAE score pickle, or SAE folders "
-    "(transformer_blocks.N.cross_attn/cfg.json + sae.safetensors)"
+    "a CAA folder (config.json + sv.pkl), an AUSteer austeer.pkl, an SAE score pickle, SAE folders "
+    "(transformer_blocks.N.cross_attn/cfg.json + sae.safetensors), or a Concept Slider folder "
+    "(pytorch_lora_weights.safetensors + train_config.json)"
 )
 
 
@@ -33,6 +34,13 @@ def import_command(
         for which, vector in vectors.items():
             target = out / (f"{stem}.safetensors" if which == "conditional" else f"{stem}-{which}-pass.safetensors")
             _report(vector.save(target), f"CAA, {which} pass", vector)
+    elif path.is_dir() and (path / v1.LORA_FILE).is_file():
+        artifact = v1.import_concept_slider(path)
+        target = out / f"{_stem(artifact.concept)}.safetensors"
+        artifact.save(target)
+        typer.echo(
+            f"{target}: Concept Slider LoRA on {len(artifact.tensors) // 2} projections of {', '.join(artifact.sites)}"
+        )
     elif path.is_dir():
         for folder in v1.import_sae(path, out):
             typer.echo(f"{folder}: SAE for {json.loads((folder / 'cfg.json').read_text())['tada']['site']}")
