@@ -53,7 +53,7 @@ class FakeV1Transformer(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.text_proj = nn.Linear(TEXT_WIDTH, WIDTH)
+        self.genre_embedder = nn.Linear(TEXT_WIDTH, WIDTH)
         self.speaker_proj = nn.Linear(512, WIDTH)
         self.proj_in = nn.Linear(8 * 16, WIDTH)
         self.proj_out = nn.Linear(WIDTH, 8 * 16)
@@ -61,7 +61,7 @@ class FakeV1Transformer(nn.Module):
         self.decode_calls = 0
 
     def encode(self, text, text_mask, speaker, lyric_idx, lyric_mask):
-        context = torch.cat([self.speaker_proj(speaker)[:, None], self.text_proj(text)], dim=1)
+        context = torch.cat([self.speaker_proj(speaker)[:, None], self.genre_embedder(text)], dim=1)
         return context, torch.cat([torch.ones_like(text_mask[:, :1]), text_mask], dim=1)
 
     def decode(
@@ -75,11 +75,23 @@ class FakeV1Transformer(nn.Module):
         return SimpleNamespace(sample=self.proj_out(x).transpose(1, 2).reshape(b, c, h, f))
 
 
+def tokenizer():
+    from transformers import PreTrainedTokenizerFast
+
+    from tada.adapters.builders import _word_level_backend
+
+    backend = _word_level_backend(("<pad>", "</s>", "<unk>"), "<unk>")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", model_max_length=256)
+
+
+TOKENIZER = tokenizer()
+EMBEDDINGS = torch.randn(TOKENIZER.vocab_size, TEXT_WIDTH, generator=torch.Generator().manual_seed(7))
+
+
 def encode_text(prompts):
-    states = torch.stack(
-        [torch.randn(6, TEXT_WIDTH, generator=torch.Generator().manual_seed(sum(map(ord, p)))) for p in prompts]
-    )
-    return states, torch.ones(len(prompts), 6, dtype=torch.long)
+    """UMT5's part: a state per token (a fixed table here), padded to the longest prompt."""
+    batch = TOKENIZER(list(prompts), padding=True, return_tensors="pt")
+    return EMBEDDINGS[batch["input_ids"]], batch["attention_mask"]
 
 
 def decode_audio(latents):
@@ -88,7 +100,8 @@ def decode_audio(latents):
 
 @pytest.fixture(scope="module")
 def model():
-    return AceStepV1Adapter(V1Parts(FakeV1Transformer(), encode_text, decode_audio), guidance_interval=0.5)
+    parts = V1Parts(FakeV1Transformer(), encode_text, decode_audio, tokenizer=TOKENIZER)
+    return AceStepV1Adapter(parts, guidance_interval=0.5)
 
 
 class Calls(Capture):
@@ -265,3 +278,57 @@ def test_a_published_concept_slider_imports_and_steers_the_v1_adapter(model, tmp
         from tada.imports.ace_step_v1 import import_concept_slider
 
         import_concept_slider(folder)
+
+
+def test_a_published_token_embedding_direction_maps_through_the_text_projection(model, tmp_path):
+    from tada.imports.ace_step_v1 import import_token_embedding
+
+    direction = torch.randn(TEXT_WIDTH, generator=torch.Generator().manual_seed(3))
+    path = tmp_path / "piano_direction.pt"
+    torch.save({"direction": direction, "concept": "piano", "layer": "last"}, path)
+    artifact = import_token_embedding(path, model)
+    mapped = model.parts.transformer.genre_embedder.weight.detach() @ direction
+    assert artifact.sites == [f"xattn_in.{i}" for i in range(BLOCKS)]
+    assert all(torch.allclose(artifact.tensors[f"direction/xattn_in.{i}"], mapped) for i in range(BLOCKS))
+    assert artifact.decorations.generic_word == "instrument"
+
+    seen = {}
+
+    class Context(Capture):
+        def __call__(self, act, ctx):
+            seen.setdefault(ctx.step, act.clone())
+            return act
+
+    from tada.methods import steering
+
+    prompt, settings = "lofi beat, with instrument", {"seconds": 0.5, "steps": 3, "guidance": 5.0}
+    with model.engine.add({model.site("xattn_in.4"): Context(rows="both")}):
+        clean = model.generate(prompt, seed=1, **settings).samples
+    plain = seen[0]
+    seen.clear()
+    with steering(model, [(artifact, 0.0)]):
+        assert np.array_equal(model.generate(prompt, seed=1, **settings).samples, clean)
+    with steering(model, [(artifact, 2.0)]), model.engine.add({model.site("xattn_in.4"): Context(rows="both")}):
+        steered = model.generate(prompt, seed=1, **settings).samples
+    assert not np.array_equal(steered, clean)
+    word = TOKENIZER(prompt)["input_ids"].index(TOKENIZER.convert_tokens_to_ids("instrument"))
+    delta = seen[0] - plain
+    assert torch.allclose(delta[:, 1 + word], 2.0 * mapped.expand(1, -1), atol=1e-4)  # after the speaker token
+    others = torch.cat([delta[:, : 1 + word], delta[:, 2 + word :]], dim=1)
+    assert torch.equal(others, torch.zeros_like(others))
+
+
+def test_a_token_embedding_file_that_would_run_code_is_refused(model, tmp_path):
+    import os
+
+    from tada.imports.ace_step_v1 import import_token_embedding
+
+    class Runs:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    path = tmp_path / "evil_direction.pt"
+    torch.save({"direction": Runs()}, path)
+    with pytest.raises(TadaError, match="refused or unreadable by torch's restricted loader") as caught:
+        import_token_embedding(path, model)
+    assert "\n" not in str(caught.value) and not (tmp_path / "ran").exists()

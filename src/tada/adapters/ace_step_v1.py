@@ -174,10 +174,16 @@ class AceStepV1Adapter(Adapter):
         return self._timesteps
 
     def list_sites(self) -> list[Site]:
-        return [
-            Site(f"xattn.{i}", f"transformer.transformer_blocks.{i}.cross_attn", "output", "xattn")
-            for i in range(len(self.parts.transformer.transformer_blocks))
-        ]
+        """Per block: ``xattn.N`` (the cross-attention's output) and ``xattn_in.N`` (the context it reads:
+        the speaker token, the prompt's tokens projected by ``genre_embedder``, the lyric tokens)."""
+        sites = []
+        for i in range(len(self.parts.transformer.transformer_blocks)):
+            path = f"transformer.transformer_blocks.{i}.cross_attn"
+            sites += [
+                Site(f"xattn.{i}", path, "output", "xattn"),
+                Site(f"xattn_in.{i}", path, "encoder_hidden_states", "xattn_in"),
+            ]
+        return sites
 
     def encode_prompts(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         context, mask, _, _ = self._contexts(list(prompts))

@@ -328,3 +328,56 @@ def import_concept_slider(folder: str | Path) -> Any:
 
 
 __all__ += ["import_concept_slider"]
+
+
+# ------------------------------------------------------------------------------------------- token embedding
+TEXT_WIDTH = 768  # UMT5-base
+
+
+def import_token_embedding(path: str | Path, model: Any) -> Any:
+    """A published token-embedding direction (``<concept>_direction.pt``: ``{"direction": (768,), ...}``,
+    a zip ``torch.save``, read by ``torch.load(weights_only=True)``, torch's restricted unpickler) as a tada
+    token-embedding artifact for ``model`` (an ``ace-step-v1`` adapter).
+
+    The paper adds ``alpha * d`` to the UMT5 states at the generic word. ACE-Step v1 reads those states
+    only through its linear ``genre_embedder`` (768 -> 2560) into the cross-attention context, so the same
+    edit is ``alpha * W d`` added to every cross-attention layer's context at that word's tokens: that is
+    the artifact, exact for this model's weights (the projection's bias is untouched by a difference)."""
+    from ..concepts import CONCEPTS, Concept
+    from ..methods.base import MethodArtifact
+
+    path = Path(path)
+    if getattr(model, "family", None) != FAMILY:
+        raise TadaError(
+            "a token-embedding direction is mapped through ACE-Step v1's text projection: give --model ace-step-v1:PATH"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch's refusals and format errors come in many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TadaError(
+            f"{path}: refused or unreadable by torch's restricted loader (nothing was run): {first}"
+        ) from None
+    direction = payload.get("direction") if isinstance(payload, dict) else None
+    if not isinstance(direction, torch.Tensor) or direction.shape != (TEXT_WIDTH,) or not direction.is_floating_point():
+        raise TadaError(f"{path}: expected {{'direction': a float tensor ({TEXT_WIDTH},)}}, a token-embedding file")
+    concept_name = str(payload.get("concept", "") or path.stem.removesuffix("_direction"))
+    concept = CONCEPTS.get(concept_name)
+    if concept is None or not concept.generic_word:
+        concept = Concept(concept_name, generic_word=str(payload.get("generic_word", "") or ""))
+    projection = model.parts.transformer.genre_embedder.weight.detach().float().cpu()
+    mapped = projection @ direction.float()
+    sites = [s.alias for s in model.sites.values() if s.kind == "xattn_in"]
+    return MethodArtifact(
+        "token-embedding",
+        FAMILY,
+        WIDTH,
+        sites,
+        concept,
+        {f"direction/{alias}": mapped.clone() for alias in sites},
+        {"imported_from": "paper token embedding", "text_direction": direction.float().tolist()},
+        {"source": "published", "file": path.name},
+    )
+
+
+__all__ += ["import_token_embedding"]

@@ -13,7 +13,7 @@ from ..errors import TadaError
 KINDS = (
     "a CAA folder (config.json + sv.pkl), an AUSteer austeer.pkl, an SAE score pickle, SAE folders "
     "(transformer_blocks.N.cross_attn/cfg.json + sae.safetensors), or a Concept Slider folder "
-    "(pytorch_lora_weights.safetensors + train_config.json)"
+    "(pytorch_lora_weights.safetensors + train_config.json), or a token-embedding <concept>_direction.pt"
 )
 
 
@@ -21,6 +21,9 @@ def import_command(
     path: Path = typer.Argument(..., help=f"A published artifact: {KINDS}."),
     out: Path = typer.Option(..., help="Folder the tada artifacts are written to."),
     k: int = typer.Option(2048, help="AUSteer: channels steered per step, over all layers (the paper's 2048)."),
+    model: str | None = typer.Option(
+        None, help="Token-embedding .pt files: the ace-step-v1:PATH model whose text projection maps the direction."
+    ),
 ) -> None:
     """Convert the paper's published ACE-Step v1 artifacts into tada artifacts (family ace-step-v1), reading
     their pickles with an allow-list that runs nothing from the file."""
@@ -46,6 +49,17 @@ def import_command(
             typer.echo(f"{folder}: SAE for {json.loads((folder / 'cfg.json').read_text())['tada']['site']}")
     elif path.suffix == ".pkl":
         _import_pickle(path, out, k)
+    elif path.suffix == ".pt":
+        if model is None:
+            raise TadaError(f"{path}: a token-embedding direction needs --model ace-step-v1:PATH (its text projection)")
+        from ..adapters import load_model
+
+        artifact = v1.import_token_embedding(path, load_model(model))
+        target = out / f"{_stem(artifact.concept)}-token-embedding.safetensors"
+        artifact.save(target)
+        typer.echo(
+            f"{target}: token-embedding direction at '{artifact.decorations.generic_word}', {len(artifact.sites)} sites"
+        )
     else:
         raise TadaError(f"{path} is not an artifact tada can import: give {KINDS}")
 
