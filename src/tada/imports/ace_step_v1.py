@@ -48,14 +48,7 @@ def read_caa(folder: str | Path) -> tuple[dict[str, Any], dict[int, dict[int, di
     config_path, pickle_path = folder / "config.json", folder / "sv.pkl"
     if not pickle_path.is_file():
         raise TadaError(f"{folder} has no sv.pkl: not a published CAA folder")
-    config: dict[str, Any] = {}
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise TadaError(f"{config_path} is not valid JSON: {err}") from None
-        if not isinstance(config, dict):
-            raise TadaError(f"{config_path} is not a JSON object")
+    config = _optional_config(config_path)
     raw = load_pickle(pickle_path)
     if not isinstance(raw, dict) or not raw:
         raise TadaError(f"{pickle_path}: expected a dict of (step, pass) keys, got {type(raw).__name__}")
@@ -77,6 +70,19 @@ def read_caa(folder: str | Path) -> tuple[dict[str, Any], dict[int, dict[int, di
                 )
             table.setdefault(which, {}).setdefault(step, {})[int(match.group(1))] = vector
     return config, table
+
+
+def _optional_config(path: Path) -> dict[str, Any]:
+    """A published folder's JSON settings (``config.json``, ``train_config.json``); {} when absent."""
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise TadaError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise TadaError(f"{path} is not a JSON object")
+    return config
 
 
 def _key(key: Any, source: Path) -> tuple[int, int]:
@@ -284,12 +290,7 @@ def import_concept_slider(folder: str | Path) -> Any:
     weights_path, config_path = folder / LORA_FILE, folder / TRAIN_CONFIG
     if not weights_path.is_file():
         raise TadaError(f"{folder} has no {LORA_FILE}: not a published Concept Slider")
-    config: dict[str, Any] = {}
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise TadaError(f"{config_path} is not valid JSON: {err}") from None
+    config = _optional_config(config_path)
     try:
         raw = load_file(str(weights_path))
     except (SafetensorError, OSError) as err:
