@@ -58,6 +58,7 @@ def files(tmp_path_factory, tiny_models):
     (root / "a-file").write_text("I am a file, not a directory\n")
     (root / "not-audio.wav").write_text("RIFF? no\n")
     (root / "adir").mkdir()
+    torch.save({"direction": torch.zeros(768)}, root / "piano_direction.pt")
     (root / "bad-corpus").mkdir()
     (root / "bad-corpus" / "labels.jsonl").write_text("{}\n{}\n")
     return root
@@ -222,6 +223,10 @@ def _cases() -> list[tuple[str, list[str], str]]:
             ["studio", "random-tiny:tada-mini", "--artifacts", "{f}/ace.safetensors"],
             "ace-step",
         ),
+        # importing the paper's artifacts
+        ("import-missing", ["import", "{f}/nothing-here", "--out", "{w}/imported"], "nothing at"),
+        ("import-not-an-artifact", ["import", "{f}/swaps.csv", "--out", "{w}/imported"], "not an artifact tada can"),
+        ("import-pt-without-model", ["import", "{f}/piano_direction.pt", "--out", "{w}/imported"], "needs --model"),
         # listening studies
         ("study-clips-missing", ["study", "make", "--clips", "{f}/nope", "--out", "{w}/s"], "no folder of clips"),
         ("study-clips-empty", ["study", "make", "--clips", "{f}/adir", "--out", "{w}/s"], "no study items"),
@@ -361,6 +366,7 @@ def test_help_and_models_import_neither_torch_nor_diffusers():
         "study make",
         "study serve",
         "study analyze",
+        "import",
     ]
     for args in (["--help"], ["models"], *([*command.split(), "--help"] for command in commands)):
         result = subprocess.run(
