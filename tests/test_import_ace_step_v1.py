@@ -293,3 +293,24 @@ def test_a_published_sae_score_pickle_is_read_without_the_unrestricted_loader(tm
         assert f.metadata()["format"] == "tada/sae-scores" and f.metadata()["concept"] == "piano"
         for key in ("tfidf", "diff", "mean_pos"):
             assert torch.equal(f.get_tensor(key), scores[key])
+
+
+def test_imported_scores_and_sae_give_the_papers_sae_vector(tmp_path):
+    saved = published_sae(tmp_path / "sae", blocks=(6,), latents=32)
+    scores = {"tfidf": torch.rand(STEPS, 32, dtype=torch.float64), "concept": "piano"}
+    path = tmp_path / "scores.pkl"
+    path.write_bytes(pickle.dumps(scores))
+    folder = tmp_path / "sae" / "transformer_blocks.6.cross_attn"
+    result = run_cli("import", str(path), "--out", str(tmp_path / "out"), "--sae", str(folder), "--top", "3")
+    assert result.returncode == 0, result.stderr
+    vector = load_artifact(tmp_path / "out" / "piano-sae.safetensors")
+    assert vector.method == "sae" and vector.sites == ["xattn.6"] and vector.settings["renorm"] is True
+    w_dec = saved[6]["W_dec"]
+    for step in (0, 13, 29):
+        best = torch.topk(scores["tfidf"][step], 3).indices
+        assert torch.allclose(vector.vectors["xattn.6"][step], w_dec[best].sum(0), atol=1e-5)
+    published_sae(tmp_path / "small", blocks=(6,), latents=16)
+    small = tmp_path / "small" / "transformer_blocks.6.cross_attn"
+    result = run_cli("import", str(path), "--out", str(tmp_path / "out2"), "--sae", str(small))
+    assert result.returncode == 2 and "rank 32 features but the SAE" in result.stderr
+    assert not (tmp_path / "out2").exists()  # checked before anything is written

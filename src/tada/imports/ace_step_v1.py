@@ -382,3 +382,49 @@ def import_token_embedding(path: str | Path, model: Any) -> Any:
 
 
 __all__ += ["import_token_embedding"]
+
+
+def sae_vector_from_scores(
+    tables: dict[str, torch.Tensor], concept: str, sae_folder: str | Path, top: int, rule: str = "tfidf"
+) -> SteeringVector:
+    """The paper's SAE steering vector from imported scores and the SAE of one hookpoint folder: per step,
+    the sum of the decoder rows of the ``top`` features that score highest under ``rule`` (as ``tada fit
+    --method sae`` builds its own), applied added and re-normalised."""
+    from .. import validate
+    from ..methods.sae import decoder_sum, top_features
+    from ..sae.model import TopKSAE
+
+    validate.integer("--top", top, 1, 1_000_000, "features kept per step")
+    if rule not in tables:
+        raise TadaError(f"the scores hold {', '.join(tables)}, not {rule!r}")
+    sae = TopKSAE.from_pretrained(sae_folder)
+    site = sae.cfg.tada.get("site") or _hookpoint_site(Path(sae_folder).name)
+    scores = tables[rule].double()
+    if scores.shape[1] != sae.cfg.num_latents:
+        raise TadaError(
+            f"the scores rank {scores.shape[1]} features but the SAE in {sae_folder} has {sae.cfg.num_latents}: "
+            "give the SAE of the layer these scores were measured on"
+        )
+    picked = top_features(scores, top)
+    return SteeringVector(
+        {site: decoder_sum(sae, picked)},
+        v1_timesteps(scores.shape[0]),
+        FAMILY,
+        WIDTH,
+        concept=concept,
+        operation="add",
+        normalisation="none",
+        prompt_set={"source": "published"},
+        settings={"top": top, "score": rule, "features": {site: picked.tolist()}, "renorm": True},
+        method="sae",
+    )
+
+
+def _hookpoint_site(name: str) -> str:
+    match = re.fullmatch(r"transformer_blocks\.(\d+)\.cross_attn", name)
+    if not match:
+        raise TadaError(f"cannot tell the layer of SAE folder {name!r}; import the SAE with `tada import` first")
+    return f"xattn.{match.group(1)}"
+
+
+__all__ += ["sae_vector_from_scores"]

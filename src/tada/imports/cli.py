@@ -24,6 +24,11 @@ def import_command(
     model: str | None = typer.Option(
         None, help="Token-embedding .pt files: the ace-step-v1:PATH model whose text projection maps the direction."
     ),
+    sae: Path | None = typer.Option(
+        None, help="SAE score pickles: the SAE folder of their layer; also writes the paper's SAE steering vector."
+    ),
+    top: int = typer.Option(20, help="With --sae: features kept per step."),
+    score: str = typer.Option("tfidf", help="With --sae: the score features are ranked by (tfidf, diff, mean_pos)."),
 ) -> None:
     """Convert the paper's published ACE-Step v1 artifacts into tada artifacts (family ace-step-v1), reading
     their pickles with an allow-list that runs nothing from the file."""
@@ -48,7 +53,7 @@ def import_command(
         for folder in v1.import_sae(path, out):
             typer.echo(f"{folder}: SAE for {json.loads((folder / 'cfg.json').read_text())['tada']['site']}")
     elif path.suffix == ".pkl":
-        _import_pickle(path, out, k)
+        _import_pickle(path, out, k, sae, top, score)
     elif path.suffix == ".pt":
         if model is None:
             raise TadaError(f"{path}: a token-embedding direction needs --model ace-step-v1:PATH (its text projection)")
@@ -64,7 +69,7 @@ def import_command(
         raise TadaError(f"{path} is not an artifact tada can import: give {KINDS}")
 
 
-def _import_pickle(path: Path, out: Path, k: int) -> None:
+def _import_pickle(path: Path, out: Path, k: int, sae: Path | None, top: int, score: str) -> None:
     from ..files import write_safetensors
     from . import ace_step_v1 as v1
     from .safe_pickle import load_pickle
@@ -72,6 +77,7 @@ def _import_pickle(path: Path, out: Path, k: int) -> None:
     raw = load_pickle(path, tensors=True)
     if isinstance(raw, dict) and any(key in raw for key in v1.SCORE_KEYS):
         tables, concept = v1.import_sae_scores(path)
+        vector = v1.sae_vector_from_scores(tables, concept, sae, top, score) if sae is not None else None
         steps = next(iter(tables.values())).shape[0]
         target = out / f"{_stem(path.stem)}.safetensors"
         metadata = {
@@ -85,6 +91,10 @@ def _import_pickle(path: Path, out: Path, k: int) -> None:
         write_safetensors(target, tables, metadata)
         features = next(iter(tables.values())).shape[1]
         typer.echo(f"{target}: SAE feature scores ({', '.join(tables)}), {steps} steps x {features} features")
+        if vector is not None:
+            target = out / f"{_stem(concept or path.stem)}-sae.safetensors"
+            vector.save(target)
+            _report(target, f"SAE, top {top} features by {score}", vector)
     else:
         vector = v1.import_austeer(path, k)
         target = out / f"{_stem(path.stem)}.safetensors"
