@@ -229,6 +229,7 @@ def test_kill_and_resume_give_identical_results(tiny_run, tmp_path):
     assert _dump(out) == _dump(tiny_run)
 
 
+@pytest.mark.slow  # Ray is an optional executor; `make test-slow` runs this (about 45 s)
 def test_ray_executor_agrees_with_local(tiny_run, tmp_path):
     pytest.importorskip("ray", reason="the Ray executor needs ray (installed by make)")
     out = tmp_path / "ray-run"
