@@ -58,9 +58,7 @@ def read_caa(folder: str | Path) -> tuple[dict[str, Any], dict[int, dict[int, di
         if not isinstance(blocks, dict):
             raise TadaError(f"{pickle_path}: the value of key {key!r} is a {type(blocks).__name__}, not a dict")
         for name, vectors in blocks.items():
-            match = re.fullmatch(r"tf(\d+)", str(name))
-            if not match or not 0 <= int(match.group(1)) < BLOCKS:
-                raise TadaError(f"{pickle_path}: unknown block {name!r} (expected tf0 .. tf{BLOCKS - 1})")
+            block = _block(name, pickle_path)
             if not isinstance(vectors, list) or len(vectors) != 1:
                 raise TadaError(f"{pickle_path}: {key!r}/{name}: expected a list of one vector")
             vector = np.asarray(vectors[0])
@@ -68,7 +66,7 @@ def read_caa(folder: str | Path) -> tuple[dict[str, Any], dict[int, dict[int, di
                 raise TadaError(
                     f"{pickle_path}: {key!r}/{name}: expected a float vector of {WIDTH}, got {vector.shape}"
                 )
-            table.setdefault(which, {}).setdefault(step, {})[int(match.group(1))] = vector
+            table.setdefault(which, {}).setdefault(step, {})[block] = vector
     return config, table
 
 
@@ -155,16 +153,16 @@ __all__ = ["BLOCKS", "FAMILY", "WIDTH", "import_caa", "read_caa", "v1_timesteps"
 AUSTEER_K = 2048  # the paper's channels per step, over all its layers
 
 
-def import_austeer(path: str | Path, k: int = AUSTEER_K) -> SteeringVector:
+def import_austeer(path: str | Path, k: int = AUSTEER_K, raw: Any = None) -> SteeringVector:
     """A published ``austeer.pkl`` (``{step: {"tfN": {"betas": (2560,), "scores": (2560,)}}}``) as an AUSteer
     steering vector: per step, the ``k`` channels of the highest score over every layer in the file (ties
     in layer, then channel order, as the reference ranks them), each at its signed ``beta``; applied added
-    and re-normalised, as the paper does."""
+    and re-normalised, as the paper does. ``raw``: the file's content, if already read with :func:`load_pickle`."""
     from .. import validate
 
     validate.integer("--k", k, 1, BLOCKS * WIDTH, "channels steered per step")
     path = Path(path)
-    raw = load_pickle(path)
+    raw = load_pickle(path) if raw is None else raw
     if not isinstance(raw, dict) or not raw or not all(isinstance(s, int) for s in raw):
         raise TadaError(f"{path}: expected {{step: {{'tfN': {{'betas', 'scores'}}}}}}, an AUSteer pickle")
     steps = sorted(raw)
@@ -241,12 +239,13 @@ def import_sae(folder: str | Path, out: str | Path) -> list[Path]:
 SCORE_KEYS = ("tfidf", "diff", "mean_pos")
 
 
-def import_sae_scores(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+def import_sae_scores(path: str | Path, raw: Any = None) -> tuple[dict[str, torch.Tensor], str]:
     """A published SAE score pickle (``{"tfidf" | "diff" | "mean_pos": tensor (steps, latents), "concept"}``):
     its score tables and concept. The tensors are read by torch's restricted loader (see
-    :func:`~tada.imports.safe_pickle.load_pickle`), never by the unrestricted one they were pickled for."""
+    :func:`~tada.imports.safe_pickle.load_pickle`), never by the unrestricted one they were pickled for.
+    ``raw``: the file's content, if already read so."""
     path = Path(path)
-    raw = load_pickle(path, tensors=True)
+    raw = load_pickle(path, tensors=True) if raw is None else raw
     if not isinstance(raw, dict) or not any(k in raw for k in SCORE_KEYS):
         raise TadaError(f"{path}: expected a dict with {', '.join(SCORE_KEYS)} and concept, an SAE score pickle")
     tables = {}

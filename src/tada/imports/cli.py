@@ -76,7 +76,7 @@ def _import_pickle(path: Path, out: Path, k: int, sae: Path | None, top: int, sc
 
     raw = load_pickle(path, tensors=True)
     if isinstance(raw, dict) and any(key in raw for key in v1.SCORE_KEYS):
-        tables, concept = v1.import_sae_scores(path)
+        tables, concept = v1.import_sae_scores(path, raw)
         vector = v1.sae_vector_from_scores(tables, concept, sae, top, score) if sae is not None else None
         steps = next(iter(tables.values())).shape[0]
         target = out / f"{_stem(path.stem)}.safetensors"
@@ -96,7 +96,7 @@ def _import_pickle(path: Path, out: Path, k: int, sae: Path | None, top: int, sc
             vector.save(target)
             _report(target, f"SAE, top {top} features by {score}", vector)
     else:
-        vector = v1.import_austeer(path, k)
+        vector = v1.import_austeer(path, k, raw)
         target = out / f"{_stem(path.stem)}.safetensors"
         vector.save(target)
         _report(target, f"AUSteer, top {vector.settings['k']} channels per step", vector)

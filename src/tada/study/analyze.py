@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bootstrap import percentile_interval
+from ..bootstrap import crossed_weights, percentile_interval
 from ..errors import TadaError
 from ..files import write_bytes, write_text
 from .design import ANCHOR, HIDDEN_REFERENCE, Study
@@ -116,10 +116,11 @@ def _screen(rater: dict[str, Any], answers: list[dict[str, Any]], max_failed: in
 
 
 def _rater_weights(n: int, replicates: int, seed: int) -> np.ndarray:
-    """``(replicates, n)``: how often each rater is drawn in each bootstrap replicate."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(replicates, n)) if n else np.zeros((replicates, 0), dtype=int)
-    return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(float) if n else draws.astype(float)
+    """``(replicates, n)``: how often each rater is drawn in each bootstrap replicate (the raters are the
+    bootstrap's groups, with one seed index: :func:`~tada.bootstrap.crossed_weights`)."""
+    if n == 0:
+        return np.zeros((replicates, 0))
+    return crossed_weights(np.arange(n), np.zeros(n, dtype=int), replicates, seed).numpy()
 
 
 def _preference(answers: list[dict[str, Any]], conditions: list[str], order: list[str], weights: np.ndarray):

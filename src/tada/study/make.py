@@ -50,7 +50,7 @@ def make_study(
         items = [i for i in items if i.conditions]
     if change is not None:
         items = [replace(i, change=change) for i in items]
-    if not any(len(i.conditions) >= 1 for i in items):
+    if not items:  # every item read has a condition; a --conditions filter may leave none
         raise TadaError("no steered clips to study")
     study_items, catalogue = [], {}
     for item in items:
