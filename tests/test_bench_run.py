@@ -94,6 +94,48 @@ def test_store_keeps_units_and_refuses_other_settings(tmp_path):
     assert "prompts: 1 there, 2 now" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_journal_rebuilds_the_index_in_a_fresh_clone(tmp_path):
+    path = tmp_path / "run" / "bench.sqlite"
+    mixed = [_row("caa-global", 1.0, 0, 0, 0.5), ClipRow("caa-global", "piano", 1.0, 0, 1, 0.25, np.arange(4.0), {})]
+    with BenchStore(path, {"prompts": 1, "seeds": 2}) as store:
+        store.finish("target/piano", "target", {"pos": {"target": 0.3}}, concept="piano", seconds=1.5, worker="w0")
+        store.finish("baseline/piano/0-1", "baseline", {"clips": 2}, [_row("baseline", 0.0, 0, s, 0.1) for s in (0, 1)])
+        store.finish("sweep/piano/caa-global/pos/0-1", "sweep", {"ok": 1}, mixed, variant="caa-global", concept="piano")
+        with pytest.raises(TadaError, match="safe relative name"):
+            store.finish("../escape", "sweep", {})
+    with BenchStore(path, {"prompts": 1, "seeds": 2}) as store:
+        before = _dump(path.parent), store.units()
+    assert sorted(p.relative_to(path.parent / "units").as_posix() for p in (path.parent / "units").rglob("*.*")) == [
+        "baseline/piano/0-1.safetensors",
+        "settings.json",
+        "sweep/piano/caa-global/pos/0-1.safetensors",
+        "target/piano.safetensors",
+    ]
+    for index in path.parent.glob("bench.sqlite*"):  # what git does not carry
+        index.unlink()
+    with BenchStore(path, {"seeds": 2, "prompts": 1}) as store:
+        assert (_dump(path.parent), store.units()) == before  # row for row, float16 embeddings and all
+        assert store.result("target/piano") == {"pos": {"target": 0.3}}
+        rows = store.sweep("caa-global", "piano", [0.0, 1.0], 1, [0, 1], ["probe"])
+        assert rows.complete is False and np.isnan(rows.alignment["probe"][1, 0, 1])  # the clip without a probe
+    for index in path.parent.glob("bench.sqlite*"):
+        index.unlink()
+    with pytest.raises(TadaError) as err:  # the journal's settings bind a fresh index too
+        BenchStore(path, {"prompts": 2, "seeds": 2})
+    assert "prompts: 1 there, 2 now" in str(err.value)
+    # a unit the index holds but the journal lost runs again
+    (path.parent / "units" / "target" / "piano.safetensors").unlink()
+    with BenchStore(path, {"prompts": 1, "seeds": 2}) as store:
+        assert not store.done("target/piano") and store.done("baseline/piano/0-1")
+    # a journal file under another unit's name is refused, not indexed under the wrong key
+    units = path.parent / "units"
+    (units / "baseline" / "piano" / "0-1.safetensors").rename(units / "baseline" / "piano" / "1-2.safetensors")
+    for index in path.parent.glob("bench.sqlite*"):
+        index.unlink()
+    with pytest.raises(TadaError, match="belongs at"):
+        BenchStore(path, {"prompts": 1, "seeds": 2})
+
+
 def test_the_model_dtype_is_a_setting_that_older_float32_runs_resume_without(tmp_path):
     plain, half = BenchSettings(**TINY), BenchSettings(**TINY, dtype="bfloat16")
     assert "dtype" not in plain.as_dict()  # runs made before the dtype setting resume as float32 runs
@@ -119,6 +161,7 @@ def test_the_worker_loads_the_model_in_the_settings_dtype_on_its_device(tmp_path
 
 
 def _dump(out: Path) -> list[tuple]:
+    """Every stored clip and alignment row of a run directory."""
     db = sqlite3.connect(out / "bench.sqlite")
     try:
         clips = db.execute("SELECT * FROM clips ORDER BY variant, concept, alpha, prompt, seed").fetchall()
@@ -225,6 +268,26 @@ def test_kill_and_resume_give_identical_results(tiny_run, tmp_path):
     run = BenchRun(BenchSettings(**TINY), out)
     assert len(run.store.units()) == 13 and run.pending("sweep") and not run.pending("baseline")
     run.close()
+    _run(out)
+    assert _dump(out) == _dump(tiny_run)
+
+
+def test_a_fresh_clone_of_a_part_run_resumes_to_identical_results(tiny_run, tmp_path):
+    """What git carries of a run (the journal, artifacts, impact tables, quality reference, audio;
+    not bench.sqlite or work/) resumes: the index is rebuilt and the missing alpha-0 clips are
+    generated again, to the same bits."""
+    from tada.bench.run import BenchRun
+
+    out = tmp_path / "clone"
+    shutil.copytree(tiny_run, out, ignore=shutil.ignore_patterns("bench.sqlite*", "work"))
+    last = sorted((out / "units" / "sweep").rglob("*.safetensors"))[-1]
+    last.unlink()  # the run was stopped before this unit landed
+    run = BenchRun(BenchSettings(**TINY), out)
+    try:
+        assert [u.key for u in run.pending("sweep")] == [last.relative_to(out / "units").with_suffix("").as_posix()]
+        assert all(not run.pending(stage) for stage in ("localise", "fit", "target", "calibrate", "baseline"))
+    finally:
+        run.close()
     _run(out)
     assert _dump(out) == _dump(tiny_run)
 

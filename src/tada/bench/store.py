@@ -9,11 +9,19 @@ with settings that would change the results is refused in one line rather than m
 Tables: ``meta`` (the settings), ``units`` (key, kind, variant, concept, JSON result, seconds,
 worker), ``clips`` (variant, concept, alpha, prompt, seed, preservation, the scorer embedding
 as float16 bytes) and ``alignment`` (one row per clip and alignment metric).
+
+The SQLite file is the run's index; its durable record is the journal beside it: ``units/``
+holds ``settings.json`` and one safetensors file per finished unit (``units/<key>.safetensors``,
+its clips as tensors, the rest as metadata), written atomically as the unit lands. The journal
+is made of small files that never change once written, so it is what a run directory commits
+to git: a fresh clone has no ``bench.sqlite``, and opening the store rebuilds it from the
+journal, row for row (and writes journal files for any unit the index holds that lacks one).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +32,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import TadaError
+from ..files import write_safetensors, write_text
+
+UNIT_FORMAT = "tada/bench-unit"
+UNIT_FORMAT_VERSION = "1"
+_KEY = re.compile(r"[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,24 +106,33 @@ class BenchStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.journal = self.path.parent / "units"
         self.settings = self._claim(settings)
+        self.sync()
 
     def _claim(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The run's settings: those the index or (in a fresh clone) the journal holds, which must
+        equal ``settings``; a new run records ``settings`` in both."""
         wanted = json.loads(json.dumps(settings, sort_keys=True))
         row = self.db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        if row is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(wanted, sort_keys=True),))
-            return wanted
-        stored = json.loads(row[0])
+        journal = self.journal / "settings.json"
+        try:
+            stored = json.loads(row[0]) if row else json.loads(journal.read_text()) if journal.is_file() else wanted
+        except json.JSONDecodeError as exc:
+            raise TadaError(f"{journal} is not readable JSON ({exc}); restore it from git") from None
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         if changed:
             first = changed[0]
             raise TadaError(
-                f"{self.path} holds a benchmark run with other settings ({first}: {stored.get(first)!r} there, "
+                f"{self.path.parent} holds a benchmark run with other settings ({first}: {stored.get(first)!r} there, "
                 f"{wanted.get(first)!r} now{', and ' + str(len(changed) - 1) + ' more' if len(changed) > 1 else ''}); "
                 "rerun with the same settings to resume, or give another --out"
             )
+        if row is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(stored, sort_keys=True),))
+        if not journal.is_file():
+            write_text(journal, json.dumps(stored, sort_keys=True, indent=1) + "\n")
         return stored
 
     def close(self) -> None:
@@ -144,6 +166,24 @@ class BenchStore:
     ) -> None:
         """Record a finished unit and its clips in one transaction (all of it lands, or none)."""
         clips = list(clips)
+        if not _KEY.fullmatch(key) or ".." in key.split("/"):
+            raise TadaError(f"benchmark unit key {key!r} is not a safe relative name")
+        finished = time.time()
+        self._write_unit(key, kind, result, clips, variant, concept, seconds, worker, finished)
+        self._insert(key, kind, result, clips, variant, concept, seconds, worker, finished)
+
+    def _insert(
+        self,
+        key: str,
+        kind: str,
+        result: dict[str, Any],
+        clips: list[ClipRow],
+        variant: str | None,
+        concept: str | None,
+        seconds: float,
+        worker: str,
+        finished: float,
+    ) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -170,12 +210,128 @@ class BenchStore:
             )
             self.db.execute(
                 "INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, kind, variant, concept, json.dumps(result), seconds, len(clips), worker, time.time()),
+                (key, kind, variant, concept, json.dumps(result), seconds, len(clips), worker, finished),
             )
+
+    # -- the journal ----------------------------------------------------------------------
+    def unit_file(self, key: str) -> Path:
+        return self.journal / f"{key}.safetensors"
+
+    def _write_unit(
+        self,
+        key: str,
+        kind: str,
+        result: dict[str, Any],
+        clips: list[ClipRow],
+        variant: str | None,
+        concept: str | None,
+        seconds: float,
+        worker: str,
+        finished: float,
+    ) -> None:
+        """One unit as a safetensors file: its clips as tensors (embeddings as the float16 the
+        index stores), everything else as JSON metadata."""
+        import torch
+
+        groups = sorted({(c.variant, c.concept) for c in clips})
+        metrics = sorted({m for c in clips for m in c.alignment})
+        tensors: dict[str, torch.Tensor] = {
+            "group": torch.tensor([groups.index((c.variant, c.concept)) for c in clips], dtype=torch.int64),
+            "alpha": torch.tensor([float(c.alpha) for c in clips], dtype=torch.float64),
+            "prompt": torch.tensor([int(c.prompt) for c in clips], dtype=torch.int64),
+            "seed": torch.tensor([int(c.seed) for c in clips], dtype=torch.int64),
+            "preservation": torch.tensor([float(c.preservation) for c in clips], dtype=torch.float64),
+            "alignment": torch.tensor(
+                [[float(c.alignment.get(m, np.nan)) for m in metrics] for c in clips], dtype=torch.float64
+            ).reshape(len(clips), len(metrics)),
+        }
+        if clips:
+            tensors["embedding"] = torch.from_numpy(
+                np.stack([np.asarray(c.embedding, dtype=np.float16).reshape(-1) for c in clips])
+            )
+        write_safetensors(
+            self.unit_file(key),
+            tensors,
+            {
+                "format": UNIT_FORMAT,
+                "format_version": UNIT_FORMAT_VERSION,
+                "key": key,
+                "kind": kind,
+                "variant": json.dumps(variant),
+                "concept": json.dumps(concept),
+                "result": json.dumps(result, sort_keys=True),
+                "seconds": repr(float(seconds)),
+                "worker": worker,
+                "finished": repr(float(finished)),
+                "groups": json.dumps(groups),
+                "metrics": json.dumps(metrics),
+            },
+        )
+
+    def _read_unit(self, path: Path) -> tuple[str, dict[str, Any]]:
+        from ..artifacts import read_artifact
+
+        def build(tensors: dict[str, Any], meta: dict[str, str]) -> tuple[str, dict[str, Any]]:
+            groups, metrics = json.loads(meta["groups"]), json.loads(meta["metrics"])
+            n = len(tensors["alpha"])
+            embedding = tensors["embedding"].numpy() if n else np.zeros((0, 0), np.float16)
+            clips = []
+            for i in range(n):
+                variant, concept = groups[int(tensors["group"][i])]
+                values = {m: float(tensors["alignment"][i, j]) for j, m in enumerate(metrics)}
+                clips.append(
+                    ClipRow(
+                        variant,
+                        concept,
+                        float(tensors["alpha"][i]),
+                        int(tensors["prompt"][i]),
+                        int(tensors["seed"][i]),
+                        float(tensors["preservation"][i]),
+                        embedding[i],
+                        {m: v for m, v in values.items() if not np.isnan(v)},
+                    )
+                )
+            return meta["key"], {
+                "kind": meta["kind"],
+                "result": json.loads(meta["result"]),
+                "clips": clips,
+                "variant": json.loads(meta["variant"]),
+                "concept": json.loads(meta["concept"]),
+                "seconds": float(meta["seconds"]),
+                "worker": meta["worker"],
+                "finished": float(meta["finished"]),
+            }
+
+        return read_artifact(path, UNIT_FORMAT, UNIT_FORMAT_VERSION, ("key", "kind", "result"), "benchmark unit", build)
+
+    def sync(self) -> tuple[int, int]:
+        """Level the index with the journal, which is the record: index the journal's units the
+        SQLite file lacks (a fresh clone of a run, or a kill between the two writes, since the file
+        is written first), and forget indexed units that have no file, so they run again and
+        their file is written. Returns (indexed, forgotten)."""
+        indexed = 0
+        stored = {row[0] for row in self.db.execute("SELECT key FROM units")}
+        on_disk = set()
+        for path in sorted(self.journal.rglob("*.safetensors")) if self.journal.is_dir() else []:
+            named = path.relative_to(self.journal).as_posix().removesuffix(".safetensors")
+            on_disk.add(named)
+            if named in stored:
+                continue
+            key, unit = self._read_unit(path)
+            if key != named:
+                raise TadaError(f"{path} holds unit {key!r}, which belongs at {self.unit_file(key)}")
+            self._insert(key, **unit)
+            indexed += 1
+        lost = sorted(stored - on_disk)
+        if lost:
+            with self.db:
+                self.db.executemany("DELETE FROM units WHERE key = ?", [(k,) for k in lost])
+        return indexed, len(lost)
 
     def units(self, kind: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT key, kind, variant, concept, seconds, clips, worker, finished FROM units"
-        rows = self.db.execute(query + (" WHERE kind = ?" if kind else ""), (kind,) if kind else ()).fetchall()
+        query += (" WHERE kind = ?" if kind else "") + " ORDER BY key"
+        rows = self.db.execute(query, (kind,) if kind else ()).fetchall()
         names = ("key", "kind", "variant", "concept", "seconds", "clips", "worker", "finished")
         return [dict(zip(names, row)) for row in rows]
 

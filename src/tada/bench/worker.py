@@ -343,6 +343,12 @@ class Worker:
 
     def _baseline(self, unit: Unit) -> tuple[dict[str, Any], list[ClipRow]]:
         prompts, seeds, index = self._chunk(unit)
+        clips = self._write_baseline(unit, prompts, seeds)
+        self._save_examples(unit, clips, index, "baseline", 0.0)
+        return {"clips": len(clips)}, self._score(clips, None, unit.concept, "baseline", 0.0, index)
+
+    def _write_baseline(self, unit: Unit, prompts: list[str], seeds: list[int]) -> np.ndarray:
+        """Generate a chunk's alpha-0 clips and keep them (under ``work/``, which git does not carry)."""
         clips = self.generate(prompts, seeds)
         write_safetensors(
             baseline_path(self.out, unit.concept, tuple(unit.payload["chunk"])),
@@ -354,15 +360,17 @@ class Worker:
                 "sample_rate": str(self.model.sample_rate),
             },
         )
-        self._save_examples(unit, clips, index, "baseline", 0.0)
-        return {"clips": len(clips)}, self._score(clips, None, unit.concept, "baseline", 0.0, index)
+        return clips
 
     def _plain(self, unit: Unit) -> np.ndarray:
+        """A chunk's alpha-0 clips: from the baseline stage's file, or, where a fresh clone of the
+        run lacks it, generated again from the same prompts and seeds."""
         from ..artifacts import read_artifact
 
         path = baseline_path(self.out, unit.concept, tuple(unit.payload["chunk"]))
         if not path.is_file():
-            raise TadaError(f"{path} is missing: the baseline stage of this run has not finished")
+            prompts, seeds, _ = self._chunk(unit)
+            return self._write_baseline(unit, prompts, seeds)
         return read_artifact(
             path,
             BASELINE_FORMAT,
