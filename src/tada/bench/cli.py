@@ -22,7 +22,10 @@ def bench(
     prompts: int = typer.Option(16, help="Test prompts (spread over the ten genre groups)."),
     seeds: int = typer.Option(2, help="Noise seeds per prompt (intervals are over prompts and seeds)."),
     points: int = typer.Option(8, help="Alphas per direction, calibrated to reach the prompt-swap cutoff."),
-    out: Path = typer.Option(..., help="Run directory: bench.sqlite, report.md, report.html, curves, audio; resumes."),
+    out: Path = typer.Option(
+        ...,
+        help="Run directory: units/ (the journal to commit), bench.sqlite, report.md, report.html, curves, audio; resumes.",
+    ),
     executor: str = typer.Option("local", help="local (this process) or ray."),
     ray_address: str | None = typer.Option(None, help="Address of a running Ray cluster (default: start a local one)."),
     workers: int | None = typer.Option(None, help="Ray actors (default: the cluster's CPUs / --threads)."),
