@@ -96,6 +96,21 @@ class SweepRows:
     complete: bool
 
 
+@dataclass
+class StoredUnit:
+    """A finished unit as the store keeps it."""
+
+    key: str
+    kind: str
+    result: dict[str, Any]
+    clips: list[ClipRow]
+    variant: str | None
+    concept: str | None
+    seconds: float
+    worker: str
+    finished: float
+
+
 class BenchStore:
     """The SQLite file of one benchmark run (``DIR/bench.sqlite``)."""
 
@@ -168,22 +183,12 @@ class BenchStore:
         clips = list(clips)
         if not _KEY.fullmatch(key) or ".." in key.split("/"):
             raise TadaError(f"benchmark unit key {key!r} is not a safe relative name")
-        finished = time.time()
-        self._write_unit(key, kind, result, clips, variant, concept, seconds, worker, finished)
-        self._insert(key, kind, result, clips, variant, concept, seconds, worker, finished)
+        unit = StoredUnit(key, kind, result, clips, variant, concept, seconds, worker, time.time())
+        self._write_unit(unit)
+        self._insert(unit)
 
-    def _insert(
-        self,
-        key: str,
-        kind: str,
-        result: dict[str, Any],
-        clips: list[ClipRow],
-        variant: str | None,
-        concept: str | None,
-        seconds: float,
-        worker: str,
-        finished: float,
-    ) -> None:
+    def _insert(self, unit: StoredUnit) -> None:
+        clips = unit.clips
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO clips VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -210,29 +215,29 @@ class BenchStore:
             )
             self.db.execute(
                 "INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, kind, variant, concept, json.dumps(result), seconds, len(clips), worker, finished),
+                (
+                    unit.key,
+                    unit.kind,
+                    unit.variant,
+                    unit.concept,
+                    json.dumps(unit.result),
+                    unit.seconds,
+                    len(clips),
+                    unit.worker,
+                    unit.finished,
+                ),
             )
 
     # -- the journal ----------------------------------------------------------------------
     def unit_file(self, key: str) -> Path:
         return self.journal / f"{key}.safetensors"
 
-    def _write_unit(
-        self,
-        key: str,
-        kind: str,
-        result: dict[str, Any],
-        clips: list[ClipRow],
-        variant: str | None,
-        concept: str | None,
-        seconds: float,
-        worker: str,
-        finished: float,
-    ) -> None:
+    def _write_unit(self, unit: StoredUnit) -> None:
         """One unit as a safetensors file: its clips as tensors (embeddings as the float16 the
         index stores), everything else as JSON metadata."""
         import torch
 
+        clips = unit.clips
         groups = sorted({(c.variant, c.concept) for c in clips})
         metrics = sorted({m for c in clips for m in c.alignment})
         tensors: dict[str, torch.Tensor] = {
@@ -250,28 +255,28 @@ class BenchStore:
                 np.stack([np.asarray(c.embedding, dtype=np.float16).reshape(-1) for c in clips])
             )
         write_safetensors(
-            self.unit_file(key),
+            self.unit_file(unit.key),
             tensors,
             {
                 "format": UNIT_FORMAT,
                 "format_version": UNIT_FORMAT_VERSION,
-                "key": key,
-                "kind": kind,
-                "variant": json.dumps(variant),
-                "concept": json.dumps(concept),
-                "result": json.dumps(result, sort_keys=True),
-                "seconds": repr(float(seconds)),
-                "worker": worker,
-                "finished": repr(float(finished)),
+                "key": unit.key,
+                "kind": unit.kind,
+                "variant": json.dumps(unit.variant),
+                "concept": json.dumps(unit.concept),
+                "result": json.dumps(unit.result, sort_keys=True),
+                "seconds": repr(float(unit.seconds)),
+                "worker": unit.worker,
+                "finished": repr(float(unit.finished)),
                 "groups": json.dumps(groups),
                 "metrics": json.dumps(metrics),
             },
         )
 
-    def _read_unit(self, path: Path) -> tuple[str, dict[str, Any]]:
+    def _read_unit(self, path: Path) -> StoredUnit:
         from ..artifacts import read_artifact
 
-        def build(tensors: dict[str, Any], meta: dict[str, str]) -> tuple[str, dict[str, Any]]:
+        def build(tensors: dict[str, Any], meta: dict[str, str]) -> StoredUnit:
             groups, metrics = json.loads(meta["groups"]), json.loads(meta["metrics"])
             n = len(tensors["alpha"])
             embedding = tensors["embedding"].numpy() if n else np.zeros((0, 0), np.float16)
@@ -291,16 +296,17 @@ class BenchStore:
                         {m: v for m, v in values.items() if not np.isnan(v)},
                     )
                 )
-            return meta["key"], {
-                "kind": meta["kind"],
-                "result": json.loads(meta["result"]),
-                "clips": clips,
-                "variant": json.loads(meta["variant"]),
-                "concept": json.loads(meta["concept"]),
-                "seconds": float(meta["seconds"]),
-                "worker": meta["worker"],
-                "finished": float(meta["finished"]),
-            }
+            return StoredUnit(
+                meta["key"],
+                meta["kind"],
+                json.loads(meta["result"]),
+                clips,
+                json.loads(meta["variant"]),
+                json.loads(meta["concept"]),
+                float(meta["seconds"]),
+                meta["worker"],
+                float(meta["finished"]),
+            )
 
         return read_artifact(path, UNIT_FORMAT, UNIT_FORMAT_VERSION, ("key", "kind", "result"), "benchmark unit", build)
 
@@ -317,10 +323,10 @@ class BenchStore:
             on_disk.add(named)
             if named in stored:
                 continue
-            key, unit = self._read_unit(path)
-            if key != named:
-                raise TadaError(f"{path} holds unit {key!r}, which belongs at {self.unit_file(key)}")
-            self._insert(key, **unit)
+            unit = self._read_unit(path)
+            if unit.key != named:
+                raise TadaError(f"{path} holds unit {unit.key!r}, which belongs at {self.unit_file(unit.key)}")
+            self._insert(unit)
             indexed += 1
         lost = sorted(stored - on_disk)
         if lost:
