@@ -24,7 +24,7 @@ def bench(
     points: int = typer.Option(8, help="Alphas per direction, calibrated to reach the prompt-swap cutoff."),
     out: Path = typer.Option(
         ...,
-        help="Run directory: units/ (the journal to commit), bench.sqlite, report.md, report.html, curves, audio; resumes.",
+        help="Run directory: units/ (the journal to commit), bench.sqlite, report, curves, audio; resumes.",
     ),
     executor: str = typer.Option("local", help="local (this process) or ray."),
     ray_address: str | None = typer.Option(None, help="Address of a running Ray cluster (default: start a local one)."),
