@@ -15,7 +15,7 @@ holds ``settings.json`` and one safetensors file per finished unit (``units/<key
 its clips as tensors, the rest as metadata), written atomically as the unit lands. The journal
 is made of small files that never change once written, so it is what a run directory commits
 to git: a fresh clone has no ``bench.sqlite``, and opening the store rebuilds it from the
-journal, row for row (and writes journal files for any unit the index holds that lacks one).
+journal, row for row (and forgets any unit the index holds without a file, so it runs again).
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ class BenchStore:
         seconds: float = 0.0,
         worker: str = "",
     ) -> None:
-        """Record a finished unit and its clips in one transaction (all of it lands, or none)."""
+        """Record a finished unit and its clips: its journal file (atomically), then the index (in one
+        transaction); a kill between the two is levelled by :meth:`sync` on the next open."""
         clips = list(clips)
         if not _KEY.fullmatch(key) or ".." in key.split("/"):
             raise TadaError(f"benchmark unit key {key!r} is not a safe relative name")
@@ -220,7 +221,7 @@ class BenchStore:
                     unit.kind,
                     unit.variant,
                     unit.concept,
-                    json.dumps(unit.result),
+                    json.dumps(unit.result, sort_keys=True),
                     unit.seconds,
                     len(clips),
                     unit.worker,
@@ -278,24 +279,27 @@ class BenchStore:
 
         def build(tensors: dict[str, Any], meta: dict[str, str]) -> StoredUnit:
             groups, metrics = json.loads(meta["groups"]), json.loads(meta["metrics"])
-            n = len(tensors["alpha"])
-            embedding = tensors["embedding"].numpy() if n else np.zeros((0, 0), np.float16)
-            clips = []
-            for i in range(n):
-                variant, concept = groups[int(tensors["group"][i])]
-                values = {m: float(tensors["alignment"][i, j]) for j, m in enumerate(metrics)}
-                clips.append(
-                    ClipRow(
-                        variant,
-                        concept,
-                        float(tensors["alpha"][i]),
-                        int(tensors["prompt"][i]),
-                        int(tensors["seed"][i]),
-                        float(tensors["preservation"][i]),
-                        embedding[i],
-                        {m: v for m, v in values.items() if not np.isnan(v)},
-                    )
+            columns = zip(
+                tensors["group"].tolist(),
+                tensors["alpha"].tolist(),
+                tensors["prompt"].tolist(),
+                tensors["seed"].tolist(),
+                tensors["preservation"].tolist(),
+                tensors["alignment"].tolist(),
+            )
+            embedding = tensors["embedding"].numpy() if "embedding" in tensors else None
+            clips = [
+                ClipRow(
+                    *groups[group],
+                    alpha,
+                    prompt,
+                    seed,
+                    preservation,
+                    embedding[i],
+                    {m: v for m, v in zip(metrics, values) if not np.isnan(v)},
                 )
+                for i, (group, alpha, prompt, seed, preservation, values) in enumerate(columns)
+            ]
             return StoredUnit(
                 meta["key"],
                 meta["kind"],
@@ -310,12 +314,11 @@ class BenchStore:
 
         return read_artifact(path, UNIT_FORMAT, UNIT_FORMAT_VERSION, ("key", "kind", "result"), "benchmark unit", build)
 
-    def sync(self) -> tuple[int, int]:
+    def sync(self) -> None:
         """Level the index with the journal, which is the record: index the journal's units the
         SQLite file lacks (a fresh clone of a run, or a kill between the two writes, since the file
         is written first), and forget indexed units that have no file, so they run again and
-        their file is written. Returns (indexed, forgotten)."""
-        indexed = 0
+        their file is written."""
         stored = {row[0] for row in self.db.execute("SELECT key FROM units")}
         on_disk = set()
         for path in sorted(self.journal.rglob("*.safetensors")) if self.journal.is_dir() else []:
@@ -327,12 +330,10 @@ class BenchStore:
             if unit.key != named:
                 raise TadaError(f"{path} holds unit {unit.key!r}, which belongs at {self.unit_file(unit.key)}")
             self._insert(unit)
-            indexed += 1
         lost = sorted(stored - on_disk)
         if lost:
             with self.db:
                 self.db.executemany("DELETE FROM units WHERE key = ?", [(k,) for k in lost])
-        return indexed, len(lost)
 
     def units(self, kind: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT key, kind, variant, concept, seconds, clips, worker, finished FROM units"
