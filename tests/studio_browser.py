@@ -81,7 +81,8 @@ class StudioPage(BrowserPage):
 
     def choose(self, dropdown: str, index: int = 0) -> None:
         """Pick option ``index`` of a gradio dropdown (``#tada-chosen``, ``#tada-grid-slider``)."""
-        self.one(f"{dropdown} input").click()
+        # an accordion that has just been opened renders its contents a moment later
+        self.wait(lambda: self.all(f"{dropdown} input"), 20)[0].click()
         self.wait(lambda: self.all(f"{dropdown} [role=option]"), 10)[index].click()
 
     def set_number(self, elem_id: str, value: float) -> None:

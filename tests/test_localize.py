@@ -57,18 +57,19 @@ def test_scores_are_those_of_the_clean_corrupted_and_patched_runs(family, tiny_m
     "family", [pytest.param(f, marks=pytest.mark.slow) if f == "audioldm2" else f for f in FAMILIES]
 )
 def test_batched_sweep_scores_equal_site_by_site(family, tiny_models):
-    # rows = columns x pairs in one denoising batch; tada-mini's clips do not depend on their batch at all,
-    # the other families' only at float32 rounding (a batched matmul sums in another order)
+    # rows = columns x pairs in one denoising batch: a clip depends on its batch only at float32 rounding
+    # (MKL and oneDNN choose GEMM and convolution kernels by batch size; on AVX-512 CPUs a batch of one, or of
+    # more rows, sums in another order), so a column's scores are those of the run that patches it alone
     model = tiny_models(family)
     kwargs = {"modes": ("input", "output", "ablate"), "seed": 2, "progress": False, **FAST}
     alone = localize(model, PAIRS, "probe", LoudnessScorer(), max_rows=len(PAIRS), **kwargs)
     batched = localize(model, PAIRS, "probe", LoudnessScorer(), max_rows=64, **kwargs)
     assert batched.patched.shape == (2, 3 * len(xattn_aliases(model)))
     assert torch.equal(batched.clean, alone.clean) and torch.equal(batched.corrupt, alone.corrupt)
-    if family == "tada-mini":
-        assert torch.equal(batched.patched, alone.patched)
-    else:
-        torch.testing.assert_close(batched.patched, alone.patched, rtol=1e-6, atol=1e-9)
+    # tada-mini's clips (MiniLM text states, DiT, convolutional decoder, 30 Griffin-Lim iterations) carry that
+    # rounding to up to 5e-6 of the RMS on an AVX-512 CPU (measured); a wrong site or row block moves it far more
+    rtol = 5e-5 if family == "tada-mini" else 1e-6
+    torch.testing.assert_close(batched.patched, alone.patched, rtol=rtol, atol=1e-9)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -83,17 +84,48 @@ def test_patching_with_the_corrupted_runs_own_activations_is_the_corrupted_run(f
     for column in columns:  # each column alone, in a batch the size of the run it was captured from
         with model.engine.add(_block_plan(model, [column], captures, len(PAIRS))):
             assert np.array_equal(model.generate(corrupt, seed=[4, 5], **FAST).samples, plain), column.label
-    if family == "tada-mini":  # whose clips do not depend on their batch: all columns in one batch too
-        with model.engine.add(_block_plan(model, columns, captures, len(PAIRS))):
-            patched = model.generate(corrupt * len(columns), seed=[4, 5] * len(columns), **FAST).samples
-        assert np.array_equal(patched, np.concatenate([plain] * len(columns)))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_batch_of_columns_gives_each_block_its_own_columns_activation(family, tiny_models):
+    # numerics aside (a clip's rounding may depend on its batch), the patched site of block b reads exactly the
+    # clean run's activation, every step, and the other blocks there read their own corrupted run's
+    model = tiny_models(family)
+    clean, corrupt = [p for p, _ in PAIRS], [q for _, q in PAIRS]
+    columns = columns_for(model, ("input",))
+    captures = {model.site(name): Capture(rows="both", reduce="full") for c in columns for name in c.sites}
+    sources = {site: Capture(rows="cond", reduce="full") for site in captures}
+    with model.engine.add(captures), model.engine.add(sources):
+        model.generate(clean, seed=[4, 5], **FAST)
+    seen = {site: Capture(rows="cond", reduce="full") for site in captures}  # installed after the patch
+    with model.engine.add(_block_plan(model, columns, captures, len(PAIRS))), model.engine.add(seen):
+        model.generate(corrupt * len(columns), seed=[4, 5] * len(columns), **FAST)
+    n = len(PAIRS)
+    for block, column in enumerate(columns):
+        site = model.site(column.sites[0])
+        assert sorted(seen[site].records) == sorted(sources[site].records)
+        for step, source in sources[site].records.items():
+            rows = seen[site].records[step]
+            assert rows.shape[0] == n * len(columns)
+            for other in range(len(columns)):
+                same = torch.equal(rows[other * n : (other + 1) * n], source)
+                assert same == (other == block), (column.label, step, other)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_patching_every_input_with_the_clean_one_is_the_clean_run(family, tiny_models):
     model = tiny_models(family)
+    # one column per denoising batch, the clean run's size: bitwise, whatever the CPU's kernels
     table = localize(
-        model, PAIRS, "probe", LoudnessScorer(), groups=[["all"]], modes=("input", "output"), progress=False, **FAST
+        model,
+        PAIRS,
+        "probe",
+        LoudnessScorer(),
+        groups=[["all"]],
+        modes=("input", "output"),
+        max_rows=len(PAIRS),
+        progress=False,
+        **FAST,
     )
     assert table.sites[0] == "+".join(s.alias for s in model.sites.values() if s.kind == "xattn_in")
     assert torch.equal(table.patched[:, 0], table.clean) and torch.equal(table.patched[:, 1], table.clean)
@@ -111,6 +143,7 @@ def test_ablation_and_windows_are_the_runs_they_name(tiny_models):
         modes=("input", "ablate"),
         windows=[(0.0, 1.0), (0.0, 0.5)],
         seed=7,
+        max_rows=len(PAIRS),  # each column in a batch of the size _score runs
         progress=False,
         **FAST,
     )
