@@ -274,6 +274,26 @@ def test_mean_over_concepts_averages_estimates_and_replicates():
     assert "\n" not in str(err.value) and "seed" in str(err.value)
 
 
+def test_a_part_run_ranks_variants_over_the_concepts_all_of_them_finished():
+    from tada.bench.report import comparisons, shared_concepts
+
+    one = summarise(noisy_sweeps(0.02, seed=0), ["switch", "local"], replicates=200, seed=4, concept="a")
+    two = summarise(noisy_sweeps(0.04, seed=1), ["switch", "local"], replicates=200, seed=4, concept="b")
+    three = summarise(noisy_sweeps(0.03, seed=2), ["switch", "local"], replicates=200, seed=4, concept="c")
+    benches = {"a": one, "b": two, "c": three}
+    assert shared_concepts(benches, "auc_probe") == ["a", "b", "c"]
+    del two.values["double"], two.samples["double"]  # "double" has not finished concept b
+    three.values["x"]["auc_probe"].value = math.nan  # nor has "x" a finite AUC in c
+    assert shared_concepts(benches, "auc_probe") == ["a"]
+    # ranked over concept a alone: the best and every difference are concept a's
+    shared = shared_concepts(benches, "auc_probe")
+    best, rows = comparisons(mean_over_concepts([benches[c] for c in shared]), "auc_probe")
+    auc = {v: vals["auc_probe"].value for v, vals in one.values.items()}
+    assert best == max(auc, key=auc.get) and len(rows) == len(auc) - 1
+    for row in rows:
+        assert row["difference"].value == pytest.approx(auc[best] - auc[row["variant"]])
+
+
 def test_summarise_matches_the_curve_functions_on_the_mean_curves():
     sweeps = noisy_sweeps(0.05, seed=7)
     bench = summarise(sweeps, ["switch", "local"], replicates=5)

@@ -137,6 +137,19 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def shared_concepts(benches: dict[str, ConceptBench], key: str) -> list[str]:
+    """The concepts in which every variant of the run has a finite ``key``: those on which variants are
+    ranked and compared, so that no variant's mean covers concepts another's lacks (in a part-run the
+    variants have finished different concepts)."""
+    variants = {v for b in benches.values() for v in b.values}
+
+    def finite(bench: ConceptBench, variant: str) -> bool:
+        estimate = bench.values.get(variant, {}).get(key)
+        return estimate is not None and math.isfinite(estimate.value)
+
+    return [c for c, b in benches.items() if all(finite(b, v) for v in variants)]
+
+
 def comparisons(mean: ConceptBench, key: str) -> tuple[str | None, list[dict[str, Any]]]:
     """Every variant against the best one on ``key`` (mean over concepts): difference, interval, P(best > it)."""
     finite = {v: vals[key].value for v, vals in mean.values.items() if key in vals and math.isfinite(vals[key].value)}
@@ -243,10 +256,18 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
         lines += ["## Mean over concepts (the paper's table layout)", "", *markdown_table(head, rows), ""]
         html_parts.append(html_table("Mean over concepts", head, rows))
         key = f"auc_{metrics[0]}"
-        best, comps = comparisons(mean, key)
+        shared = shared_concepts(benches, key)
+        ranked = mean_over_concepts([benches[c] for c in shared]) if shared else None
+        best, comps = comparisons(ranked, key) if ranked else (None, [])
+        over = (
+            "mean over concepts"
+            if len(shared) == len(benches)
+            else f"mean over the {len(shared)} of {len(benches)} concepts that every variant has finished: "
+            + (", ".join(shared) or "none")
+        )
         if best:
             lines += [
-                f"## Paired comparisons on AUC {metrics[0]} (mean over concepts)",
+                f"## Paired comparisons on AUC {metrics[0]} ({over})",
                 "",
                 f"Best: **{Variant.parse(best).label}**. Each row: best minus that variant, with its interval, and the "
                 "share of bootstrap replicates in which the best is ahead.",
@@ -257,7 +278,7 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
                 ),
                 "",
             ]
-        ours = {v: vals[key].value for v, vals in mean.values.items() if key in vals}
+        ours = {v: vals[key].value for v, vals in ranked.values.items() if key in vals} if ranked else {}
         ranks = {}
         for column in ("auc_clap", "auc_muq"):
             rho, n = spearman(ours, paper_column(column))
@@ -273,12 +294,13 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
                 ],
             ),
             "",
-            "Rank correlation (Spearman) of tada's AUC with the paper's, over the rows both have: "
+            f"Rank correlation (Spearman) of tada's AUC ({over}) with the paper's, over the rows both have: "
             + "; ".join(f"{c}: rho {r['rho']:.2f} (n {r['n']})" for c, r in ranks.items()),
             "",
         ]
         result["mean"] = bench_json(mean)
         result["best"] = best
+        result["ranked_over"] = shared
         result["paired"] = [{**c, "difference": vars(c["difference"])} for c in comps]
         result["rank_correlation"] = ranks
         if with_quality:
