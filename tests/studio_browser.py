@@ -65,7 +65,13 @@ class BrowserPage:
         return self.d.find_element(self.By.CSS_SELECTOR, css)
 
     def wait(self, condition, seconds: float = 120):
-        return self.Wait(self.d, seconds, poll_frequency=0.1).until(lambda _d: condition())
+        """Poll ``condition`` until it is truthy. An element that the page replaces between finding it and
+        reading it (a new study page, a re-rendered component) is a condition not met yet, not an error."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        wait = self.Wait(self.d, seconds, poll_frequency=0.1, ignored_exceptions=ignored)
+        return wait.until(lambda _d: condition())
 
 
 class StudioPage(BrowserPage):
