@@ -246,6 +246,10 @@ def test_tiny_run_stores_every_clip_and_writes_the_report(tiny_run):
         paths = write_report(run, replicates=100)
         text = paths["markdown"].read_text()
         assert "Mean over concepts" in text and "CAA (loc.)" in text and "prompt switching (all layers)" in text
+        # the mean's table counts the concepts each variant's mean covers; a single concept's table does not
+        mean_part, piano_part = text.split("\n## piano\n")
+        assert "| concepts |" in mean_part and "| CAA (loc.) |" in mean_part and "| 1 |" in mean_part
+        assert "| concepts |" not in piano_part.split("\n## ")[0]
         assert (tiny_run / "curves-piano.png").stat().st_size > 10_000
         assert "<audio" in paths["html"].read_text()
         cost = json.loads(paths["json"].read_text())["cost"]

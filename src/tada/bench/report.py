@@ -119,7 +119,10 @@ def _cell(e: Estimate | None, decimals: int = 3) -> str:
 def main_rows(mean: ConceptBench, metrics: Sequence[str], with_quality: bool) -> tuple[list[str], list[list[str]]]:
     head = ["method"] + [f"AUC {m}" for m in metrics] + [f"Smooth {m}" for m in metrics]
     head += ["Quality (typicality)"] if with_quality else []
-    head += ["concepts"]
+    key = f"auc_{metrics[0]}"
+    # how many concepts entered each mean; a single concept's table has no such column
+    counts = {v: vals[key].n for v, vals in mean.values.items() if key in vals and vals[key].n is not None}
+    head += ["concepts"] if counts else []
     rows = []
     for variant, values in mean.values.items():
         cells = [Variant.parse(variant).label]
@@ -127,8 +130,8 @@ def main_rows(mean: ConceptBench, metrics: Sequence[str], with_quality: bool) ->
         cells += [_cell(values.get(f"smooth_{m}")) for m in metrics]
         if with_quality:
             cells.append(_cell(values.get("quality")))
-        n = values.get(f"auc_{metrics[0]}")
-        cells.append(str(n.n) if n is not None and n.n is not None else "")
+        if counts:
+            cells.append(str(counts.get(variant, "")))
         rows.append(cells)
     return head, rows
 
