@@ -205,6 +205,9 @@ def plot_curves(concept: str, sweeps: dict[str, Sweep], bench: ConceptBench, met
 
     from .summary import mean_curve
 
+    # one colour per method, the scope in the line: dashed for all layers, solid for localised
+    methods = list(dict.fromkeys(Variant.parse(v).method for v in sweeps))
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
     for ax, d in zip(axes, DIRECTIONS):
         sign = 1.0 if d == "pos" else -1.0
@@ -214,8 +217,10 @@ def plot_curves(concept: str, sweeps: dict[str, Sweep], bench: ConceptBench, met
             pres = mean_curve(sweep.preservation)[keep][order]
             align = mean_curve(sweep.alignment[metric])[keep][order]
             zero = align[0]
-            style = "--" if variant.endswith("-global") else "-"
-            ax.plot(pres, sign * (align - zero), style, marker=".", label=Variant.parse(variant).label)
+            parsed = Variant.parse(variant)
+            color = palette(methods.index(parsed.method) % palette.N)
+            style = "--" if parsed.scope == "global" else "-"
+            ax.plot(pres, sign * (align - zero), style, color=color, marker=".", label=parsed.label)
         cut = bench.cutoffs[f"cutoff_{d}"].value
         ax.axvline(cut, color="k", lw=0.8, ls=":")
         ax.axhline(0, color="k", lw=0.5)
