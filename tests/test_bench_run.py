@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import sqlite3
@@ -251,7 +252,16 @@ def test_tiny_run_stores_every_clip_and_writes_the_report(tiny_run):
         assert "| concepts |" in mean_part and "| CAA (loc.) |" in mean_part and "| 1 |" in mean_part
         assert "| concepts |" not in piano_part.split("\n## ")[0]
         assert (tiny_run / "curves-piano.png").stat().st_size > 10_000
-        assert "<audio" in paths["html"].read_text()
+        page = paths["html"].read_text()
+        assert "<audio" in page
+        # the HTML has every section of the markdown, each with its tables and paragraphs
+        headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+        for expected in ("Mean over concepts", "Paired comparisons on AUC probe", "Beside the paper", "piano", "Cost"):
+            assert any(h.startswith(expected) for h in headings), expected
+        for heading in headings:
+            assert f"<h2>{html.escape(heading)}</h2>" in page, heading
+        assert page.count("<table>") == sum(line.startswith("|---|") for line in text.splitlines())
+        assert "Rank correlation (Spearman)" in page and "Best: <b>" in page and "End to end:" in page
         cost = json.loads(paths["json"].read_text())["cost"]
         assert 0 < cost["wall_seconds"] <= cost["worker_seconds"] + 1e-6  # one worker: never more wall than work
         assert "End to end:" in text

@@ -1,11 +1,12 @@
 """The benchmark's report: summaries from the store, tables in the paper's layout, curves, audio.
 
 ``write_report(run)`` reads every finished sweep from ``DIR/bench.sqlite`` and writes
-``report.md`` and ``report.html`` (the same tables; the HTML adds audio players), one
-``curves-{concept}.png`` per concept (mean alignment gain against preservation, both
-directions, the cutoff marked) and ``results.json`` (every estimate with its interval, the
-paired comparisons and the run's cost). A concept appears once all of its variants' clips are
-stored; until then the report says what is missing, so it can be written at any time.
+``report.md`` and ``report.html`` (the same sections, rendered from one list; the HTML adds
+audio players), one ``curves-{concept}.png`` per concept (mean alignment gain against
+preservation, both directions, the cutoff marked) and ``results.json`` (every estimate with
+its interval, the paired comparisons and the run's cost). A concept appears once its prompt
+switching (which sets the cutoff) is stored, with the variants finished so far; the report
+says what is missing, so it can be written at any time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +84,9 @@ def frechet_table(
     from .metrics import frechet_distance
 
     table: dict[str, dict[str, float]] = {}
-    # every variant of a concept shares its alpha-0 clips: take them from any one
+    # every variant of a concept shares its alpha-0 clips: take them from any one, of the same concepts
     baseline = []
-    for per in raw.values():
+    for per in (raw[c] for c in benches if raw.get(c)):
         rows = next(iter(per.values()))
         baseline.append(rows.embeddings[list(rows.alphas).index(0.0)].reshape(-1, rows.embeddings.shape[-1]))
     if baseline:
@@ -236,6 +239,48 @@ def plot_curves(concept: str, sweeps: dict[str, Sweep], bench: ConceptBench, met
     return path
 
 
+@dataclass
+class Section:
+    """One heading of the report, rendered alike to markdown and to HTML (which adds ``players``)."""
+
+    title: str
+    before: list[str] = field(default_factory=list)  # paragraphs; ``**bold**`` is the only markup
+    table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None
+    after: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    image: str | None = None
+    players: str = ""  # audio players, HTML only
+
+    def markdown(self) -> list[str]:
+        lines = [f"## {self.title}", ""]
+        for paragraph in self.before:
+            lines += [paragraph, ""]
+        if self.table:
+            lines += [*markdown_table(*self.table), ""]
+        for paragraph in self.after:
+            lines += [paragraph, ""]
+        if self.bullets:
+            lines += [*(f"* {b}" for b in self.bullets), ""]
+        if self.image:
+            lines += [f"![{self.title}]({self.image})", ""]
+        return lines
+
+    def html(self) -> str:
+        parts = [f"<h2>{html.escape(self.title)}</h2>", *(f"<p>{_inline(p)}</p>" for p in self.before)]
+        if self.table:
+            parts.append(html_table(*self.table))
+        parts += [f"<p>{_inline(p)}</p>" for p in self.after]
+        if self.bullets:
+            parts.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in self.bullets) + "</ul>")
+        if self.image:
+            parts.append(f'<img src="{html.escape(self.image)}" width="900">')
+        return "".join(parts) + self.players
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
 def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, Path]:
     s = run.settings
     out = run.out
@@ -247,22 +292,18 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
     }
     metrics = list(s.metrics)
     with_quality = quality is not None
-    lines = [
-        f"# tada bench: {s.model}",
-        "",
+    intro = (
         f"{len(benches)} of {len(s.concepts)} concepts complete; {s.prompts} test prompts x {s.seeds} seeds, "
         f"{s.points} alphas per direction (calibrated to the prompt-swap cutoff on {s.tuning_prompts} tuning prompts); "
-        f"95% intervals from {replicates} crossed bootstrap replicates over prompts and seeds.",
-        "",
-    ]
+        f"95% intervals from {replicates} crossed bootstrap replicates over prompts and seeds."
+    )
     result: dict[str, Any] = {"settings": s.as_dict(), "concepts": {}, "missing": missing, "cost": cost(run)}
-    paths: dict[str, Path] = {}
-    html_parts: list[str] = []
+    sections: list[Section] = []
     if benches:
         mean = mean_over_concepts(list(benches.values()))
-        head, rows = main_rows(mean, metrics, with_quality)
-        lines += ["## Mean over concepts (the paper's table layout)", "", *markdown_table(head, rows), ""]
-        html_parts.append(html_table("Mean over concepts", head, rows))
+        sections.append(
+            Section("Mean over concepts (the paper's table layout)", table=main_rows(mean, metrics, with_quality))
+        )
         key = f"auc_{metrics[0]}"
         shared = shared_concepts(benches, key)
         ranked = mean_over_concepts([benches[c] for c in shared]) if shared else None
@@ -274,98 +315,111 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
             + (", ".join(shared) or "none")
         )
         if best:
-            lines += [
-                f"## Paired comparisons on AUC {metrics[0]} ({over})",
-                "",
-                f"Best: **{Variant.parse(best).label}**. Each row: best minus that variant, with its interval, and the "
-                "share of bootstrap replicates in which the best is ahead.",
-                "",
-                *markdown_table(
-                    ["variant", "difference", "P(best ahead)"],
-                    [[Variant.parse(c["variant"]).label, c["difference"].fmt(), f"{c['share']:.3f}"] for c in comps],
-                ),
-                "",
-            ]
+            sections.append(
+                Section(
+                    f"Paired comparisons on AUC {metrics[0]} ({over})",
+                    [
+                        f"Best: **{Variant.parse(best).label}**. Each row: best minus that variant, with its interval, "
+                        "and the share of bootstrap replicates in which the best is ahead."
+                    ],
+                    (
+                        ["variant", "difference", "P(best ahead)"],
+                        [
+                            [Variant.parse(c["variant"]).label, c["difference"].fmt(), f"{c['share']:.3f}"]
+                            for c in comps
+                        ],
+                    ),
+                )
+            )
         ours = {v: vals[key].value for v, vals in ranked.values.items() if key in vals} if ranked else {}
         ranks = {}
         for column in ("auc_clap", "auc_muq"):
             rho, n = spearman(ours, paper_column(column))
             ranks[column] = {"rho": rho, "n": n}
-        lines += [
-            "## Beside the paper (ACE-Step v1, mean over nine concepts)",
-            "",
-            *markdown_table(
-                ["paper row", "AUC MuQ", "AUC CLAP", "Smooth MuQ", "Smooth CLAP", "Quality", f"tada AUC {metrics[0]}"],
-                [
-                    [row, *(f"{x:.3f}" for x in vals), _cell(mean.values.get(VARIANT_OF_ROW[row], {}).get(key))]
-                    for row, vals in TABLE.items()
-                ],
-            ),
-            "",
-            f"Rank correlation (Spearman) of tada's AUC ({over}) with the paper's, over the rows both have: "
-            + "; ".join(f"{c}: rho {r['rho']:.2f} (n {r['n']})" for c, r in ranks.items()),
-            "",
+        paper_head = [
+            "paper row",
+            "AUC MuQ",
+            "AUC CLAP",
+            "Smooth MuQ",
+            "Smooth CLAP",
+            "Quality",
+            f"tada AUC {metrics[0]}",
         ]
+        paper_rows = [
+            [row, *(f"{x:.3f}" for x in vals), _cell((ranked or mean).values.get(VARIANT_OF_ROW[row], {}).get(key))]
+            for row, vals in TABLE.items()
+        ]
+        sections.append(
+            Section(
+                "Beside the paper (ACE-Step v1, mean over nine concepts)",
+                table=(paper_head, paper_rows),
+                after=[
+                    f"tada's column is its AUC ({over}). Rank correlation (Spearman) with the paper's, over the "
+                    "rows both have: " + "; ".join(f"{c}: rho {r['rho']:.2f} (n {r['n']})" for c, r in ranks.items())
+                ],
+            )
+        )
         result["mean"] = bench_json(mean)
         result["best"] = best
         result["ranked_over"] = shared
         result["paired"] = [{**c, "difference": vars(c["difference"])} for c in comps]
         result["rank_correlation"] = ranks
-        if with_quality:
-            fd = frechet_table(benches, raw, quality, [v for v in s.variants if any(v in r for r in raw.values())])
+        if with_quality and shared:
+            fd = frechet_table({c: benches[c] for c in shared}, raw, quality, [v for v in s.variants if v in ours])
             head = ["variant", *(f"FD at {f:.2f} x cutoff" for f in FD_POINTS)]
             rows = [
                 [k if k.startswith("baseline") else Variant.parse(k).label, *(f"{v:.3f}" for v in r.values())]
                 for k, r in fd.items()
             ]
-            lines += [
-                "## Quality: Frechet distance to held-out corpus audio",
-                "",
-                "Scorer embeddings of the clips at the grid point nearest each preservation point, pooled over "
-                "concepts and directions, against held-out corpus clips (lower is closer to real music).",
-                "",
-                *markdown_table(head, rows),
-                "",
-            ]
+            sections.append(
+                Section(
+                    "Quality: Frechet distance to held-out corpus audio",
+                    [
+                        "Scorer embeddings of the clips at the grid point nearest each preservation point, pooled "
+                        f"over directions and concepts ({over}), against held-out corpus clips (lower is closer to "
+                        "real music)."
+                    ],
+                    (head, rows),
+                )
+            )
             result["frechet"] = fd
-            html_parts.append(html_table("Frechet distance", head, rows))
     for concept, bench in benches.items():
         png = plot_curves(concept, sweeps[concept], bench, metrics[0], out / f"curves-{concept}.png")
-        head, rows = main_rows(bench, metrics, with_quality)
         cut = " / ".join(bench.cutoffs[f"cutoff_{d}"].fmt() for d in DIRECTIONS)
-        lines += [
-            f"## {concept}",
-            "",
-            f"Cutoff (pos / neg): {cut}",
-            "",
-            *markdown_table(head, rows),
-            "",
-            f"![{concept}]({png.name})",
-            "",
-        ]
-        result["concepts"][concept] = bench_json(bench)
-        html_parts.append(
-            html_table(concept, head, rows) + f'<img src="{png.name}" width="900">' + audio_html(run, concept)
+        sections.append(
+            Section(
+                concept,
+                [f"Cutoff (pos / neg): {cut}"],
+                main_rows(bench, metrics, with_quality),
+                image=png.name,
+                players=audio_html(run, concept),
+            )
         )
+        result["concepts"][concept] = bench_json(bench)
     if missing:
-        lines += ["## Not yet complete", "", *(f"* {m}" for m in missing), ""]
+        sections.append(Section("Not yet complete", bullets=missing))
     c = result["cost"]
-    lines += [
-        "## Cost",
-        "",
-        f"{c['clips']} clips generated and scored in {c['sweep_seconds'] / 60:.1f} worker-minutes "
-        f"({c['clips_per_minute']:.1f} clips per minute); by stage (worker-seconds): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in c["seconds_by_stage"].items()),
-        "",
-        f"End to end: {c['wall_seconds'] / 3600:.2f} h of wall time with at least one worker busy "
-        f"({c['worker_seconds'] / 3600:.2f} worker-hours over every stage, {len(c['workers'])} worker processes; "
-        "the time between the sessions of a resumed run is not counted).",
-        "",
-    ]
-    paths["markdown"] = write_text(out / "report.md", "\n".join(lines))
-    paths["html"] = write_text(out / "report.html", html_page(s.model, "\n".join(html_parts)))
-    paths["json"] = write_text(out / "results.json", json.dumps(result, indent=1, default=_json_default) + "\n")
-    return paths
+    sections.append(
+        Section(
+            "Cost",
+            [
+                f"{c['clips']} clips generated and scored in {c['sweep_seconds'] / 60:.1f} worker-minutes "
+                f"({c['clips_per_minute']:.1f} clips per minute); by stage (worker-seconds): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in c["seconds_by_stage"].items()),
+                f"End to end: {c['wall_seconds'] / 3600:.2f} h of wall time with at least one worker busy "
+                f"({c['worker_seconds'] / 3600:.2f} worker-hours over every stage, {len(c['workers'])} worker "
+                "processes; the time between the sessions of a resumed run is not counted).",
+            ],
+        )
+    )
+    title = f"tada bench: {s.model}"
+    markdown = [f"# {title}", "", intro, "", *(line for section in sections for line in section.markdown())]
+    body = f"<p>{_inline(intro)}</p>" + "".join(section.html() for section in sections)
+    return {
+        "markdown": write_text(out / "report.md", "\n".join(markdown)),
+        "html": write_text(out / "report.html", html_page(title, body)),
+        "json": write_text(out / "results.json", json.dumps(result, indent=1, default=_json_default) + "\n"),
+    }
 
 
 def load_quality(run: Any) -> Any:
@@ -390,10 +444,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value))
 
 
-def html_table(title: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<h2>{html.escape(title)}</h2><table><tr>{cells}</tr>{body}</table>"
+    return f"<table><tr>{cells}</tr>{body}</table>"
 
 
 def audio_html(run: Any, concept: str) -> str:
@@ -415,12 +469,12 @@ def audio_html(run: Any, concept: str) -> str:
     return "<h3>Listen</h3>" + "".join(parts) if parts else ""
 
 
-def html_page(model: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px}audio{height:28px;vertical-align:middle}"
     )
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>tada bench: {html.escape(model)}</title>"
-        f"<style>{style}</style></head><body><h1>tada bench: {html.escape(model)}</h1>{body}</body></html>\n"
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
