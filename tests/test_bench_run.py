@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from tada.bench.plan import BenchSettings, Variant, linear_grid, parse_variants, switch_grid
 from tada.bench.prompts import GROUPS, TUNING_PROMPTS, all_test_prompts, concept_words_in, group_of
@@ -243,7 +244,8 @@ def test_tiny_run_stores_every_clip_and_writes_the_report(tiny_run):
         rows = run.store.sweep("caa-global", "piano", grid, 2, [0, 1], ["probe"])
         assert rows.complete and (rows.preservation[grid.index(0.0)] == 0).all()
         assert (rows.preservation[[i for i, a in enumerate(grid) if a != 0]] > 0).all()
-        assert (tiny_run / "audio" / "piano" / "baseline" / "alpha+0.wav").is_file()
+        example = tiny_run / "audio" / "piano" / "baseline" / "alpha+0.wav"
+        assert sf.info(example).subtype == "PCM_16"  # examples are for listening: half the bytes of float
         paths = write_report(run, replicates=100)
         text = paths["markdown"].read_text()
         assert "Mean over concepts" in text and "CAA (loc.)" in text and "prompt switching (all layers)" in text

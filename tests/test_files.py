@@ -133,9 +133,22 @@ def test_wav_holds_what_soundfile_would_write(tmp_path):
     assert sf.info(double).subtype == "DOUBLE" and np.array_equal(sf.read(double)[0], samples)
 
 
+def test_wav_pcm16_is_the_file_soundfile_writes(tmp_path):
+    """16-bit PCM (for listening): byte for byte libsndfile's file, clipping included."""
+    rng = np.random.default_rng(3)
+    for samples in (rng.uniform(-1, 1, (20_000, 2)).astype(np.float32), np.linspace(-1.5, 1.5, 301)):
+        ours = write_wav(tmp_path / "ours.wav", samples, 16000, subtype="PCM_16")
+        sf.write(tmp_path / "ref.wav", samples, 16000, subtype="PCM_16")
+        assert ours.read_bytes() == (tmp_path / "ref.wav").read_bytes()
+        assert _chunks(ours.read_bytes()) == [b"fmt ", b"data"] and sf.info(ours).subtype == "PCM_16"
+        back, _ = sf.read(ours, dtype="float64")
+        inside = np.abs(samples) < 1
+        assert np.abs(back - samples.reshape(back.shape))[inside.reshape(back.shape)].max() <= 1 / 32768
+
+
 def test_wav_refuses_what_it_cannot_write_faithfully(tmp_path):
     with pytest.raises(ValueError, match="subtype"):
-        write_wav(tmp_path / "a.wav", np.zeros(4, np.float32), 8000, subtype="PCM_16")
+        write_wav(tmp_path / "a.wav", np.zeros(4, np.float32), 8000, subtype="PCM_24")
     with pytest.raises(ValueError, match="floating point"):
         write_wav(tmp_path / "a.wav", np.zeros(4, np.int16), 8000)
     assert not (tmp_path / "a.wav").exists()

@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import save
 
 # soundfile's subtype name -> little-endian sample type; both are WAVE format 3, IEEE float.
-_WAV_SUBTYPES = {"FLOAT": np.dtype("<f4"), "DOUBLE": np.dtype("<f8")}
-_IEEE_FLOAT = 3
+_WAV_SUBTYPES = {"FLOAT": np.dtype("<f4"), "DOUBLE": np.dtype("<f8"), "PCM_16": np.dtype("<i2")}
+_IEEE_FLOAT, _PCM = 3, 1
 
 
 def _write_atomic(path: str | Path, data: bytes) -> Path:
@@ -61,11 +61,12 @@ def write_safetensors(
 
 
 def _wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> bytes:
-    """A float RIFF/WAVE file of ``samples`` (``(frames,)`` or ``(frames, channels)``, as soundfile takes them).
+    """A RIFF/WAVE file of float ``samples`` (``(frames,)`` or ``(frames, channels)``, as soundfile takes them).
 
-    The fmt, fact and data chunks libsndfile writes, without its PEAK chunk and so without a
-    timestamp. Samples are cast as libsndfile casts them; integer input is refused, since
-    libsndfile would rescale it.
+    The chunks libsndfile writes (fmt, fact for float, data), without its PEAK chunk and so without
+    a timestamp. FLOAT and DOUBLE keep the samples as libsndfile casts them. PCM_16 is lossy, for
+    listening only, with libsndfile 1.2's values: ``floor(x * 32768)`` clipped to the 16-bit range.
+    Integer input is refused, since libsndfile would rescale it.
     """
     if subtype not in _WAV_SUBTYPES:
         raise ValueError(f"unsupported WAV subtype {subtype!r}; choose one of {', '.join(_WAV_SUBTYPES)}")
@@ -79,11 +80,17 @@ def _wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") ->
         raise ValueError(f"samples must be (frames,) or (frames, channels); got shape {samples.shape}")
     frames, channels = samples.shape
     width = dtype.itemsize
+    tag = _PCM if dtype.kind == "i" else _IEEE_FLOAT
     fmt = struct.pack(
-        "<HHIIHH", _IEEE_FLOAT, channels, sample_rate, sample_rate * channels * width, channels * width, 8 * width
+        "<HHIIHH", tag, channels, sample_rate, sample_rate * channels * width, channels * width, 8 * width
     )
-    data = np.ascontiguousarray(samples, dtype=dtype).tobytes()
-    chunks = ((b"fmt ", fmt), (b"fact", struct.pack("<I", frames)), (b"data", data))
+    if tag == _PCM:
+        scaled = np.floor(samples.astype(np.float64) * 32768.0)  # exact: a power-of-two scale
+        data = np.clip(scaled, -32768, 32767).astype(dtype).tobytes()
+        chunks = ((b"fmt ", fmt), (b"data", data))
+    else:
+        data = np.ascontiguousarray(samples, dtype=dtype).tobytes()
+        chunks = ((b"fmt ", fmt), (b"fact", struct.pack("<I", frames)), (b"data", data))
     body = b"WAVE" + b"".join(name + struct.pack("<I", len(payload)) + payload for name, payload in chunks)
     if len(body) > 0xFFFFFFFF:
         raise ValueError("audio too long for a WAV file (over 4 GiB)")

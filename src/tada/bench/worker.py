@@ -339,7 +339,9 @@ class Worker:
         example = (0, self.settings.seed_list[0])
         if example in index:
             clip = clips[index.index(example)]
-            write_wav(example_path(self.out, unit.concept, variant, alpha), clip.T, self.model.sample_rate)
+            # for listening in the report: 16-bit PCM, half the bytes a run commits (the scores use the float clips)
+            path = example_path(self.out, unit.concept, variant, alpha)
+            write_wav(path, clip.T, self.model.sample_rate, subtype="PCM_16")
 
     def _baseline(self, unit: Unit) -> tuple[dict[str, Any], list[ClipRow]]:
         prompts, seeds, index = self._chunk(unit)
