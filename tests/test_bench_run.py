@@ -264,7 +264,8 @@ def test_tiny_run_stores_every_clip_and_writes_the_report(tiny_run):
             assert f"<h2>{html.escape(heading)}</h2>" in page, heading
         assert page.count("<table>") == sum(line.startswith("|---|") for line in text.splitlines())
         assert "Rank correlation (Spearman)" in page and "Best: <b>" in page and "End to end:" in page
-        cost = json.loads(paths["json"].read_text())["cost"]
+        strict = json.loads(paths["json"].read_text(), parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
+        cost = strict["cost"]
         assert 0 < cost["wall_seconds"] <= cost["worker_seconds"] + 1e-6  # one worker: never more wall than work
         assert "End to end:" in text
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import time
@@ -169,3 +170,38 @@ def test_two_runs_give_identical_files(tmp_path):
     vector = random_vector(model, xattn_aliases(model)[:2])
     a, b = vector.save(tmp_path / "a.safetensors"), vector.save(tmp_path / "b.safetensors")
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_json_files_are_strict_json(tmp_path):
+    """NaN (an undefined figure) is written as null, so browsers' JSON.parse reads the file; numpy numbers and
+    dataclasses become plain JSON."""
+    from dataclasses import dataclass
+
+    from tada.files import write_json
+
+    @dataclass
+    class Figure:
+        value: float
+        n: int | None = None
+
+    value = {
+        "nan": float("nan"),
+        "inf": np.float32(np.inf),
+        "figure": Figure(np.float64(0.5)),
+        "undefined": Figure(float("nan"), 3),
+        "counts": (np.int64(2), np.bool_(True)),
+        "array": np.array([1.5, np.nan]),
+    }
+    path = write_json(tmp_path / "a.json", value, sort_keys=True)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in strict JSON")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "array": [1.5, None],
+        "counts": [2, True],
+        "figure": {"n": None, "value": 0.5},
+        "inf": None,
+        "nan": None,
+        "undefined": {"n": 3, "value": None},
+    }

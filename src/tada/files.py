@@ -10,10 +10,12 @@ written directly, with no PEAK chunk).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +107,28 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: 
 def write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 text atomically (configs, reports, caption lists)."""
     return _write_atomic(path, text.encode("utf-8"))
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as strict JSON holds it: a non-finite float (an undefined figure) is null, numpy
+    scalars and arrays are Python numbers and lists, dataclass instances are dicts of their fields."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
+
+
+def write_json(path: str | Path, value: Any, sort_keys: bool = False) -> Path:
+    """Write ``value`` as strict JSON (:func:`json_ready`: no NaN, which browsers' parsers refuse),
+    indented, atomically."""
+    return write_text(path, json.dumps(json_ready(value), indent=1, sort_keys=sort_keys, allow_nan=False) + "\n")
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -10,7 +10,6 @@ step windows ``windows.png`` (impact per part of the trajectory).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import TadaError
-from .files import write_text
+from .files import write_json
 from .impact_report import (
     ConceptSummary,
     as_json,
@@ -146,7 +145,7 @@ def _finished(path: Path, pair_set: PairSet, columns: list[str], settings: dict)
 def write_report(summaries: Sequence[ConceptSummary], out: Path) -> None:
     write_csv(summaries, out / "impact.csv")
     write_summary(summaries, out / "summary.md", title=f"Localisation of {summaries[0].table.family}")
-    write_text(out / "impact.json", json.dumps(as_json(summaries), indent=1))
+    write_json(out / "impact.json", as_json(summaries))
     try:
         plot_heatmaps(summaries, out / "impact.png")
     except TadaError:

@@ -12,7 +12,6 @@ says what is missing, so it can be written at any time.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..concepts import CONCEPTS
-from ..files import write_text
+from ..files import write_json, write_text
 from .paper import TABLE, VARIANT_OF_ROW, paper_column
 from .plan import DIRECTIONS, Variant
 from .summary import ConceptBench, Estimate, Sweep, mean_over_concepts, paired, spearman, summarise
@@ -418,7 +417,7 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
     return {
         "markdown": write_text(out / "report.md", "\n".join(markdown)),
         "html": write_text(out / "report.html", html_page(title, body)),
-        "json": write_text(out / "results.json", json.dumps(result, indent=1, default=_json_default) + "\n"),
+        "json": write_json(out / "results.json", result),
     }
 
 
@@ -434,14 +433,6 @@ def bench_json(bench: ConceptBench) -> dict[str, Any]:
         "values": {v: {k: vars(e) for k, e in keys.items()} for v, keys in bench.values.items()},
         "cutoffs": {k: vars(e) for k, e in bench.cutoffs.items()},
     }
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Estimate):
-        return vars(value)
-    raise TypeError(type(value))
 
 
 def html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

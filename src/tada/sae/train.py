@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__, validate
 from ..errors import TadaError
-from ..files import write_safetensors, write_text
+from ..files import write_json, write_safetensors, write_text
 from .cache import ActivationCache
 from .model import SAEConfig, TopKSAE
 from .sparse import Selection, decode_selection, kept_values
@@ -361,7 +361,7 @@ def train_sae(
         report["threshold"] = sae.cfg.threshold
     sae.cfg.tada["report"] = {k: report[k] for k in ("held_out", "training_set", "steps")}
     sae.save_pretrained(folder)
-    write_text(folder / REPORT, json.dumps({**report, "history": history}, indent=1))
+    write_json(folder / REPORT, {**report, "history": history})
     plot_loss(history, folder / "loss.png", title=f"SAE {alias} ({sae.num_latents} latents, k {sae.k})")
     for name in (CHECKPOINT, CHECKPOINT_STATE):
         (folder / name).unlink(missing_ok=True)

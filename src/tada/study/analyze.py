@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -28,7 +27,7 @@ import numpy as np
 
 from ..bootstrap import crossed_weights, percentile_interval
 from ..errors import TadaError
-from ..files import write_bytes, write_text
+from ..files import write_bytes, write_json, write_text
 from .design import ANCHOR, HIDDEN_REFERENCE, Study
 from .stats import bradley_terry, krippendorff_alpha, wilson_interval
 from .store import AnswerStore
@@ -315,25 +314,11 @@ def plot(result: Analysis) -> bytes:
     return buffer.getvalue()
 
 
-def _nulls(value: Any) -> Any:
-    """JSON without NaN: an undefined figure (no answers of a kind, one rater) is null."""
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nulls(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def write_analysis(study: Study, result: Analysis, out: str | Path | None = None) -> Path:
     """``report.md``, ``results.json`` and ``preference.png`` in ``out`` (default ``STUDY/analysis``)."""
     out = Path(out) if out is not None else study.folder / "analysis"
     write_text(out / "report.md", report_markdown(study, result))
-    data = json.dumps(_nulls(result.to_json()), indent=1, sort_keys=True, allow_nan=False)
-    write_text(out / "results.json", data + "\n")
+    write_json(out / "results.json", result.to_json(), sort_keys=True)
     write_bytes(out / "preference.png", plot(result))
     return out
 
