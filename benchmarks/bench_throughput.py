@@ -11,7 +11,6 @@ alternating order, side by side in one process. Reports clips per minute of each
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from tada.bench.plan import BenchSettings, Unit
 from tada.bench.worker import Worker
+from tada.files import write_json
 
 
 class TimedWorker(Worker):
@@ -49,15 +49,24 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (the CPU device only)")
+    parser.add_argument("--device", default="cpu", help="where the model and scorer run: cpu, cuda, cuda:1")
+    parser.add_argument("--dtype", default="float32", help="the model's weights: float32, bfloat16, float16")
     parser.add_argument("--out", type=Path, default=None, help="write results.json here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    common = {"model": args.model, "concepts": ["piano"], "variants": ["caa-global"], "prompts": args.clips, "seeds": 1}
+    common = {
+        "model": args.model,
+        "concepts": ["piano"],
+        "variants": ["caa-global"],
+        "prompts": args.clips,
+        "seeds": 1,
+        "dtype": args.dtype,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        batched = TimedWorker(BenchSettings(**common, batch=args.batch), Path(tmp) / "batched")
-        single = TimedWorker(BenchSettings(**common, batch=1), Path(tmp) / "single")
+        batched = TimedWorker(BenchSettings(**common, batch=args.batch), Path(tmp) / "batched", device=args.device)
+        single = TimedWorker(BenchSettings(**common, batch=1), Path(tmp) / "single", device=args.device)
         single._model, single._scorer = batched.model, batched.scorer  # one model, two batchings
         one_pass(batched, min(args.batch, args.clips))  # warm-up: weights, text encoder, caches
         times: dict[str, list[float]] = {"batched": [], "one at a time": []}
@@ -80,6 +89,8 @@ def main() -> None:
         "batch": args.batch,
         "rounds": args.rounds,
         "threads": torch.get_num_threads(),
+        "device": args.device,
+        "dtype": args.dtype,
         "seconds": times,
         "generating_seconds": generating,
         "best_round_split": split,
@@ -100,7 +111,7 @@ def main() -> None:
     )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out / "results.json", result)
 
 
 if __name__ == "__main__":
