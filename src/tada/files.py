@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
-# soundfile's subtype name -> little-endian sample type; both are WAVE format 3, IEEE float.
+# soundfile's subtype name -> little-endian sample type (the floats are WAVE format 3, PCM_16 format 1).
 _WAV_SUBTYPES = {"FLOAT": np.dtype("<f4"), "DOUBLE": np.dtype("<f8"), "PCM_16": np.dtype("<i2")}
 _IEEE_FLOAT, _PCM = 3, 1
 

@@ -305,7 +305,14 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
         )
         key = f"auc_{metrics[0]}"
         shared = shared_concepts(benches, key)
-        ranked = mean_over_concepts([benches[c] for c in shared]) if shared else None
+        # the same mean when every concept is shared (a finished run): not computed twice
+        ranked = (
+            mean
+            if len(shared) == len(benches)
+            else mean_over_concepts([benches[c] for c in shared])
+            if shared
+            else None
+        )
         best, comps = comparisons(ranked, key) if ranked else (None, [])
         over = (
             "mean over concepts"
@@ -361,7 +368,7 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
         result["mean"] = bench_json(mean)
         result["best"] = best
         result["ranked_over"] = shared
-        result["paired"] = [{**c, "difference": vars(c["difference"])} for c in comps]
+        result["paired"] = comps  # Estimates become JSON objects in write_json
         result["rank_correlation"] = ranks
         if with_quality and shared:
             fd = frechet_table({c: benches[c] for c in shared}, raw, quality, [v for v in s.variants if v in ours])
