@@ -38,21 +38,22 @@ def main() -> None:
     settings = json.loads((args.run / "units" / "settings.json").read_text())
     worker = Worker(settings, args.run, threads=args.threads)
     wrap = CONCEPTS[args.concept]
-    probe = next(m for m in worker.alignments if m.name == "probe")
+    bases = test_prompts(worker.settings.prompts)
     gaps, cosines, spread = [], [], []
     for path in sorted((args.run / "units" / "baseline" / args.concept).glob("*.safetensors")):
         unit = safe_open(str(path), "pt")
-        prompts = unit.get_tensor("prompt").tolist()
-        seeds = unit.get_tensor("seed").tolist()
-        bases = test_prompts(worker.settings.prompts)
-        clips = worker.generate([wrap.neutral_prompt(bases[p]) for p in prompts], seeds)
-        embeddings = worker.scorer.embed_features(worker.scorer.clip_features(list(clips), worker.model.sample_rate))
-        here = probe.from_embeddings(embeddings, wrap.probe)
+        index = list(zip(unit.get_tensor("prompt").tolist(), unit.get_tensor("seed").tolist()))
+        clips = worker.generate([wrap.neutral_prompt(bases[p]) for p, _ in index], [s for _, s in index])
+        # scored by the worker's own code, as the run's baseline units were
+        rows = worker._score(clips, None, args.concept, "baseline", 0.0, index)
+        here = np.array([row.alignment["probe"] for row in rows])
         there = unit.get_tensor("alignment")[:, 0].double().numpy()
         gaps += list(np.abs(here - there))
         spread += list(there)
         cosines += torch.nn.functional.cosine_similarity(
-            embeddings.float(), unit.get_tensor("embedding").float(), dim=1
+            torch.from_numpy(np.stack([row.embedding for row in rows])).float(),
+            unit.get_tensor("embedding").float(),
+            dim=1,
         ).tolist()
     print(
         json.dumps(

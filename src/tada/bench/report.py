@@ -305,14 +305,12 @@ def write_report(run: Any, replicates: int = 1000, seed: int = 0) -> dict[str, P
         )
         key = f"auc_{metrics[0]}"
         shared = shared_concepts(benches, key)
-        # the same mean when every concept is shared (a finished run): not computed twice
-        ranked = (
-            mean
-            if len(shared) == len(benches)
-            else mean_over_concepts([benches[c] for c in shared])
-            if shared
-            else None
-        )
+        if len(shared) == len(benches):  # a finished run: the mean over concepts is already taken
+            ranked = mean
+        elif shared:
+            ranked = mean_over_concepts([benches[c] for c in shared])
+        else:
+            ranked = None
         best, comps = comparisons(ranked, key) if ranked else (None, [])
         over = (
             "mean over concepts"
